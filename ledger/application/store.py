@@ -1,0 +1,198 @@
+"""The event store: eventsourcing's recorders, plus the ledger's inline indexes.
+
+Every `save()` writes the stored events and, in the same transaction, rows of four small tables
+(so an acknowledged command, its events and its index rows commit or vanish together):
+
+- `ledger_commands`: idempotency keys with the content hash of the command that used them;
+- `ledger_event_index`: (stream, version, at, event type) — the time-to-version index that lets
+  `state --at T` load exactly the events up to T (with snapshots, DESIGN §8);
+- `ledger_streams`: every stream's kind and name (accounts for sweeps and `--all`);
+- `ledger_holders`: which accounts have ever held a position in a symbol (funding, delivery).
+
+The library's own table creation stays on until the migrations issue hands every table to
+Alembic. `POSTGRES_ENABLE_DB_FUNCTIONS` is never set: its insert function skips the table lock
+that keeps the notification log gap-free (LIBRARY-NOTES).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+
+SIDE_TABLES = (
+    "CREATE TABLE IF NOT EXISTS ledger_commands ("
+    " command_key TEXT PRIMARY KEY, content_hash TEXT NOT NULL, at_micros BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS ledger_event_index ("
+    " stream_id TEXT NOT NULL, version BIGINT NOT NULL, at_micros BIGINT NOT NULL,"
+    " kind TEXT NOT NULL, PRIMARY KEY (stream_id, version))",
+    "CREATE INDEX IF NOT EXISTS ledger_event_index_at ON ledger_event_index"
+    " (stream_id, at_micros)",
+    "CREATE INDEX IF NOT EXISTS ledger_event_index_kind ON ledger_event_index"
+    " (kind, at_micros)",
+    "CREATE TABLE IF NOT EXISTS ledger_streams ("
+    " stream_id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS ledger_holders ("
+    " symbol TEXT NOT NULL, stream_id TEXT NOT NULL, PRIMARY KEY (symbol, stream_id))",
+)
+
+
+@dataclass
+class SideRows:
+    """Index rows to write with the events of one `save()`."""
+
+    commands: list[tuple[str, str, int]] = field(default_factory=list)
+    events: list[tuple[str, int, int, str]] = field(default_factory=list)
+    streams: list[tuple[str, str, str]] = field(default_factory=list)
+    holders: list[tuple[str, str]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.commands or self.events or self.streams or self.holders)
+
+
+def _write_side_rows(cursor: Any, side: SideRows, placeholder: str) -> None:
+    p = placeholder
+    if side.commands:
+        cursor.executemany(
+            f"INSERT INTO ledger_commands (command_key, content_hash, at_micros)"
+            f" VALUES ({p}, {p}, {p})", side.commands)
+    if side.events:
+        cursor.executemany(
+            f"INSERT INTO ledger_event_index (stream_id, version, at_micros, kind)"
+            f" VALUES ({p}, {p}, {p}, {p})", side.events)
+    if side.streams:
+        cursor.executemany(
+            f"INSERT INTO ledger_streams (stream_id, kind, name) VALUES ({p}, {p}, {p})",
+            side.streams)
+    if side.holders:
+        cursor.executemany(
+            f"INSERT INTO ledger_holders (symbol, stream_id) VALUES ({p}, {p})", side.holders)
+
+
+class IndexQueries:
+    """Reads of the inline indexes; `_rows` runs one query on the backend."""
+
+    placeholder = "?"
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", self.placeholder)
+
+    def seen_commands(self, keys: Iterable[str]) -> dict[str, str]:
+        """Return {key: content hash} for the keys already used."""
+        found: dict[str, str] = {}
+        chunk: list[str] = []
+        for key in keys:
+            chunk.append(key)
+            if len(chunk) == 500:
+                found.update(self._seen_chunk(chunk))
+                chunk = []
+        if chunk:
+            found.update(self._seen_chunk(chunk))
+        return found
+
+    def _seen_chunk(self, keys: list[str]) -> dict[str, str]:
+        marks = ", ".join("?" for _ in keys)
+        rows = self._rows(self._sql(
+            f"SELECT command_key, content_hash FROM ledger_commands WHERE command_key IN ({marks})"
+        ), keys)
+        return {key: digest for key, digest in rows}
+
+    def version_at(self, stream_id: str, at_micros: int) -> int | None:
+        """Return the stream's last version with at ≤ at_micros (None: nothing yet)."""
+        rows = self._rows(self._sql(
+            "SELECT MAX(version) FROM ledger_event_index WHERE stream_id = ? AND at_micros <= ?"
+        ), (stream_id, at_micros))
+        return rows[0][0] if rows and rows[0][0] is not None else None
+
+    def last_at_micros(self) -> int | None:
+        rows = self._rows("SELECT MAX(at_micros) FROM ledger_event_index")
+        return rows[0][0] if rows and rows[0][0] is not None else None
+
+    def streams(self, kind: str) -> list[tuple[str, str]]:
+        """Return (stream id, name) of every stream of a kind, by name."""
+        return [(sid, name) for sid, name in self._rows(self._sql(
+            "SELECT stream_id, name FROM ledger_streams WHERE kind = ? ORDER BY name"), (kind,))]
+
+    def holders(self, symbol: str) -> list[str]:
+        return [row[0] for row in self._rows(self._sql(
+            "SELECT stream_id FROM ledger_holders WHERE symbol = ?"), (symbol,))]
+
+    def command_times(self, prefix: str) -> list[int]:
+        """Return the `at` of every recorded command whose key starts with `prefix`."""
+        return [row[0] for row in self._rows(self._sql(
+            "SELECT at_micros FROM ledger_commands WHERE command_key LIKE ? ORDER BY at_micros"
+        ), (prefix + "%",))]
+
+
+class LedgerSQLiteRecorder(SQLiteApplicationRecorder, IndexQueries):
+    """SQLite recorder that writes the inline indexes in the events' transaction."""
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [*super().construct_create_table_statements(), *SIDE_TABLES]
+
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        side: SideRows | None = kwargs.pop("side", None)
+        if stored_events:
+            # One statement for the whole batch: the application does not use the ids.
+            c.executemany(self.insert_events_statement, [
+                (s.originator_id.hex if hasattr(s.originator_id, "hex") else s.originator_id,
+                 s.originator_version, s.topic, s.state)
+                for s in stored_events
+            ])
+        if side:
+            _write_side_rows(c, side, "?")
+        return None
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(sql, tuple(params))
+            return [tuple(row) for row in c.fetchall()]
+
+
+def sqlite_path(url: str) -> str:
+    """Return the file of a `sqlite:///path` URL (`sqlite:///:memory:` for memory)."""
+    parsed = urlparse(url)
+    path = unquote(parsed.path)
+    if url.startswith("sqlite:////"):
+        return path
+    return path[1:] if path.startswith("/") else path
+
+
+def environment(url: str) -> dict[str, str]:
+    """Return the eventsourcing environment for a database URL (SQLite or PostgreSQL)."""
+    env = {"IS_SNAPSHOTTING_ENABLED": "y"}
+    if url.startswith("sqlite:"):
+        path = sqlite_path(url)
+        env.update({
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": path if path != ":memory:" else "file:ledger?mode=memory&cache=shared",
+            "SQLITE_LOCK_TIMEOUT": "30",
+            "APPLICATION_RECORDER_TOPIC": "ledger.application.store:LedgerSQLiteRecorder",
+        })
+        return env
+    if url.startswith(("postgresql:", "postgres:", "postgresql+psycopg:")):
+        parsed = urlparse(url)
+        env.update({
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": unquote(parsed.path.lstrip("/")) or "postgres",
+            "POSTGRES_HOST": parsed.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(parsed.port or 5432),
+            "POSTGRES_USER": unquote(parsed.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(parsed.password or ""),
+            "POSTGRES_LOCK_TIMEOUT": "30",
+            "POSTGRES_CONNECT_TIMEOUT": "5",
+            "POSTGRES_POOL_SIZE": "2",
+            "APPLICATION_RECORDER_TOPIC":
+                "ledger.application.pgstore:LedgerPostgresRecorder",
+        })
+        return env
+    raise ValueError(f"unsupported database URL: {url!r} (sqlite:///FILE or postgresql://…)")

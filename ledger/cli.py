@@ -1,0 +1,231 @@
+"""The `ledger` command: argument parsing and output only (DESIGN §8).
+
+Click parses the arguments (small, well kept, starts fast); rich draws tables and progress bars
+for people and is imported only by the commands that draw. Heavy modules (the application,
+alembic, apscheduler) are imported inside the commands, so `ledger --help` answers quickly.
+
+Exit statuses (contract): 0 every command applied or acknowledged; 1 some rejected; 2 the feed
+could not be read or the store not reached; 3 an internal error stopped the run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import traceback
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from ledger.application.service import Ledger
+
+DEFAULT_DB = "sqlite:///ledger.db"
+log = logging.getLogger("ledger")
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    from ledger.times import parse_at
+
+    try:
+        return parse_at(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+def open_ledger(url: str) -> Ledger:
+    """Open the store, or exit 2 when it cannot be reached."""
+    from ledger.application.service import Ledger
+    from ledger.numbers import install
+
+    install()
+    try:
+        return Ledger(url)
+    except Exception as error:  # noqa: BLE001 - any failure to reach the store is exit 2
+        click.echo(json.dumps({"error": "store_unavailable", "message": str(error)}),
+                   err=True)
+        sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--db", "db", default=lambda: os.environ.get("LEDGER_DATABASE_URL", DEFAULT_DB),
+              show_default="sqlite:///ledger.db or $LEDGER_DATABASE_URL",
+              help="Store URL: sqlite:///FILE or postgresql://user@host/db.")
+@click.pass_context
+def main(ctx: click.Context, db: str) -> None:
+    """An event-sourced margin ledger for crypto-derivatives exchanges."""
+    ctx.obj = {"db": db}
+
+
+@main.command()
+@click.argument("feed", type=click.Path(dir_okay=False))
+@click.option("--batch", "batch_size", default=1000, show_default=True,
+              help="Commands per transaction.")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar (default: when stderr is a terminal).")
+@click.pass_context
+def run(ctx: click.Context, feed: str, batch_size: int, progress: bool | None) -> None:
+    """Apply a JSONL feed of commands, in order."""
+    from ledger.application.feed import FeedUnreadable, Rejection, read_lines, run_feed
+
+    if not os.path.isfile(feed) or not os.access(feed, os.R_OK):
+        click.echo(json.dumps({"error": "feed_unreadable", "message": f"cannot read {feed}"}),
+                   err=True)
+        sys.exit(2)
+    ledger = open_ledger(ctx.obj["db"])
+
+    def reject(rejection: Rejection) -> None:
+        click.echo(json.dumps(rejection.as_dict(), ensure_ascii=False), err=True)
+
+    show = sys.stderr.isatty() if progress is None else progress
+    try:
+        if show:
+            report = _run_with_progress(ledger, feed, reject, batch_size)
+        else:
+            report = run_feed(ledger, read_lines(feed), reject, batch_size=batch_size)
+    except FeedUnreadable as error:
+        click.echo(json.dumps({"error": "feed_unreadable", "message": str(error)}), err=True)
+        sys.exit(2)
+    if report.internal_error is not None:
+        error = report.internal_error
+        traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
+        click.echo(json.dumps({"line": report.internal_error_line, "error": "internal_error",
+                               "message": f"{type(error).__name__}: {error}"}), err=True)
+        sys.exit(3)
+    if show:
+        click.echo(f"applied {report.applied}, acknowledged {report.acknowledged}, "
+                   f"rejected {len(report.rejected)}", err=True)
+    sys.exit(1 if report.rejected else 0)
+
+
+def _run_with_progress(ledger: Ledger, feed: str, reject: Any, batch_size: int) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from ledger.application.feed import read_lines, run_feed
+
+    with open(feed, "rb") as handle:
+        total = sum(1 for line in handle if line.strip())
+    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, transient=False) as bar:
+        task = bar.add_task("ingesting", total=total)
+        return run_feed(ledger, read_lines(feed), reject,
+                        on_progress=lambda n: bar.advance(task, n), batch_size=batch_size)
+
+
+@main.command()
+@click.argument("account", required=False)
+@click.option("--at", "at", help="RFC 3339 time (default: the latest event in the store).")
+@click.option("--all", "every", is_flag=True, help="Every account.")
+@click.option("--json", "as_json", is_flag=True, help="JSON for machines.")
+@click.pass_context
+def state(ctx: click.Context, account: str | None, at: str | None, every: bool,
+          as_json: bool) -> None:
+    """Show an account's state at any second."""
+    from ledger.application import queries
+    from ledger.errors import LedgerError
+
+    moment = _parse_time(at)
+    if not every and not account:
+        raise click.UsageError("give an ACCOUNT or --all")
+    ledger = open_ledger(ctx.obj["db"])
+    try:
+        result: Any = (queries.all_states(ledger, moment) if every
+                       else queries.state(ledger, account or "", moment))
+    except LedgerError as error:
+        click.echo(json.dumps({"error": error.code, "message": str(error)}), err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False))
+        return
+    from ledger.tables import print_states
+
+    print_states(result if every else [result])
+
+
+@main.command()
+@click.argument("account")
+@click.option("--since", help="Only events at or after this time.")
+@click.option("--until", help="Only events at or before this time.")
+@click.option("--json", "as_json", is_flag=True, help="JSON for machines.")
+@click.pass_context
+def events(ctx: click.Context, account: str, since: str | None, until: str | None,
+           as_json: bool) -> None:
+    """List an account's events, in order (for auditors)."""
+    from ledger.application import queries
+    from ledger.errors import LedgerError
+
+    ledger = open_ledger(ctx.obj["db"])
+    try:
+        result = queries.events(ledger, account, _parse_time(since), _parse_time(until))
+    except LedgerError as error:
+        click.echo(json.dumps({"error": error.code, "message": str(error)}), err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False))
+        return
+    from ledger.tables import print_events
+
+    print_events(account, result)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="JSON for machines.")
+@click.pass_context
+def verify(ctx: click.Context, as_json: bool) -> None:
+    """Recompute every account's hash chain; name the first break of each."""
+    from ledger.application.queries import verify as check
+
+    ledger = open_ledger(ctx.obj["db"])
+    accounts, checked, breaks = check(ledger)
+    if as_json:
+        click.echo(json.dumps({"accounts": accounts, "events": checked, "breaks": [
+            {"account": b.account, "version": b.version, "reason": b.reason} for b in breaks]}))
+    else:
+        click.echo(f"checked {checked} events in {accounts} accounts: "
+                   + ("every chain intact" if not breaks else f"{len(breaks)} broken"))
+        for item in breaks:
+            click.echo(f"  {item.account} breaks at version {item.version}: {item.reason}")
+    sys.exit(1 if breaks else 0)
+
+
+@main.command()
+@click.option("--accounts", default=300, show_default=True, help="Accounts to simulate.")
+@click.option("--seed", default=7, show_default=True, help="Random seed (the day is reproducible).")
+@click.option("--fresh/--keep", default=True, show_default=True,
+              help="Start from an empty store (SQLite file removed first).")
+@click.pass_context
+def demo(ctx: click.Context, accounts: int, seed: int, fresh: bool) -> None:
+    """Simulate a realistic day, ingest it, summarise, replay and verify."""
+    from ledger.demo import run_demo
+
+    sys.exit(run_demo(ctx.obj["db"], accounts=accounts, seed=seed, fresh=fresh))
+
+
+@main.command()
+@click.option("--fills", default=100_000, show_default=True, help="Fills to ingest.")
+@click.option("--history", default=100_000, show_default=True,
+              help="Events of the account whose state is queried.")
+@click.option("--postgres", "pg_url", default=None,
+              help="PostgreSQL URL to bench too (default: $LEDGER_BENCH_POSTGRES_URL).")
+@click.option("--only", type=click.Choice(["ingest", "state", "portfolio", "funding",
+                                           "projections"]), multiple=True,
+              help="Run only these cases.")
+@click.pass_context
+def bench(ctx: click.Context, fills: int, history: int, pg_url: str | None,
+          only: tuple[str, ...]) -> None:
+    """Measure ingest, state queries and margin computation (figures for the notes)."""
+    from ledger.bench import run_bench
+
+    sys.exit(run_bench(fills=fills, history=history,
+                       pg_url=pg_url or os.environ.get("LEDGER_BENCH_POSTGRES_URL"),
+                       only=set(only)))
+
+
+if __name__ == "__main__":
+    main()

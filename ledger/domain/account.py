@@ -1,0 +1,522 @@
+"""The Account aggregate: one stream per account, every money movement an immutable event.
+
+Decide once, evolve always (STYLE §6): a public method validates, calls the rules and builds the
+postings, and raises before any event exists; the event's `evolve` only assigns state, so replay
+never recomputes an amount. Every event carries `at` (business time) and `hash`, chained to the
+previous event's hash.
+
+State is plain dicts of Decimals so that snapshots transcode as they are:
+- `balances[asset]` wallet balances (isolated position margin stays part of them, DESIGN 6.11);
+- `positions["SYMBOL:cross"]` {symbol, margin_type, qty (signed contracts), entry_price,
+  position_margin};
+- `leverage[symbol]`, `auto_add[symbol]`, `orders[symbol]` {buy, sell: [qty, price] or None},
+  `spot_in_use[asset]` (None = automatic), interest bookkeeping per asset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from eventsourcing.domain import Aggregate
+
+from ledger.domain.chain import GENESIS, chain_hash
+from ledger.domain.postings import (
+    SYSTEM_CLEARING,
+    SYSTEM_CUSTODY,
+    SYSTEM_FEES,
+    SYSTEM_FUNDING,
+    SYSTEM_INTEREST,
+    Posting,
+    rounded_change,
+    transfer,
+)
+from ledger.errors import (
+    InsufficientBalanceError,
+    InsufficientMarginError,
+    LeverageTooHighError,
+    ModeChangeBlockedError,
+    OutOfOrderError,
+)
+from ledger.numbers import ZERO, round_paid, to_str
+from ledger.rules import margin as rules
+from ledger.rules.funding import funding_change, session_settlement_change
+from ledger.rules.maintenance import initial_leverage, max_leverage
+from ledger.rules.positions import apply_fill, fill_fee, isolated_margin_for, notional
+from ledger.rules.terms import InstrumentTerms, Mode
+from ledger.times import format_at
+
+CROSS = rules.CROSS
+ISOLATED = rules.ISOLATED
+
+
+def position_key(symbol: str, margin_type: str) -> str:
+    return f"{symbol}:{margin_type}"
+
+
+class Account(Aggregate):
+    """A margin account (stream id: uuid5 of its name)."""
+
+
+    class Event(Aggregate.Event):
+        """An account event: business time `at` and the chained `hash`."""
+
+        at: datetime
+        hash: str
+
+        def apply(self, aggregate: Any) -> None:
+            account: Account = aggregate
+            self.evolve(account)
+            account.last_at = max(account.last_at, self.at) if account.last_at else self.at
+            account.last_hash = self.hash
+
+        def evolve(self, account: Account) -> None:
+            """Assign the event's effect (no checks, no rules, no clock)."""
+
+    class AccountOpened(Aggregate.Created, Event):
+        name: str
+        mode: str
+
+    def __init__(self, at: datetime, name: str, mode: str, hash: str) -> None:  # noqa: A002
+        self.name = name
+        self.mode = mode
+        self.balances: dict[str, Decimal] = {}
+        self.positions: dict[str, dict[str, Any]] = {}
+        self.leverage: dict[str, Decimal] = {}
+        self.auto_add: dict[str, bool] = {}
+        self.orders: dict[str, dict[str, list[Decimal] | None]] = {}
+        self.spot_in_use: dict[str, Decimal | None] = {}
+        self.interest_charged: dict[str, Decimal] = {}
+        self.interest_from: dict[str, datetime] = {}
+        self.symbols: list[str] = []  # every symbol the account has held, in order
+        self.last_at: datetime = at
+        self.last_hash: str = hash
+
+    # ------------------------------------------------------------------ creating
+
+    @classmethod
+    def open(cls, account_id: Any, at: datetime, name: str, mode: Mode) -> Account:
+        fields = {"at": at, "name": name, "mode": mode.value}
+        digest = chain_hash(GENESIS, "AccountOpened", 1, fields)
+        return cls._create(cls.AccountOpened, id=account_id, hash=digest, **fields)
+
+    def _record(self, event_class: type[Account.Event], **fields: Any) -> None:
+        """Trigger an event whose hash chains to the previous one."""
+        name = event_class.__name__
+        digest = chain_hash(self.last_hash, name, self.version + 1, fields)
+        self.trigger_event(event_class, hash=digest, **fields)
+
+    # ------------------------------------------------------------------ reading
+
+    def require_not_before(self, at: datetime) -> None:
+        """Refuse a command older than the account's last event (`out_of_order`)."""
+        if at < self.last_at:
+            raise OutOfOrderError(
+                f"{self.name}: {format_at(at)} is before its last event at "
+                f"{format_at(self.last_at)}"
+            )
+
+    def posting_time(self, period: datetime) -> datetime:
+        """Return when a periodic event for `period` is posted: the period, or the account's
+        last `at` when that is later (a late run, DESIGN 6.11)."""
+        return max(period, self.last_at)
+
+    def has_positions(self) -> bool:
+        return bool(self.positions)
+
+    def has_open_orders(self) -> bool:
+        return any(book.get("buy") or book.get("sell") for book in self.orders.values())
+
+    def position(self, symbol: str, margin_type: str) -> dict[str, Any] | None:
+        return self.positions.get(position_key(symbol, margin_type))
+
+    def leverage_for(self, terms: InstrumentTerms) -> Decimal:
+        return self.leverage.get(terms.symbol) or initial_leverage(terms.risk_tiers)
+
+    def snapshot(self) -> rules.AccountSnapshot:
+        """Return what the margin rules need of this account."""
+        positions = [
+            rules.PositionState(
+                symbol=p["symbol"],
+                margin_type=p["margin_type"],
+                qty=p["qty"],
+                entry_price=p["entry_price"],
+                position_margin=p["position_margin"],
+                leverage=self.leverage.get(p["symbol"], Decimal(10)),
+                auto_add_margin=self.auto_add.get(p["symbol"], False),
+            )
+            for p in self.positions.values()
+        ]
+        orders = {
+            symbol: rules.OrderBook(
+                buy=_order(book.get("buy")), sell=_order(book.get("sell"))
+            )
+            for symbol, book in self.orders.items()
+            if book.get("buy") or book.get("sell")
+        }
+        return rules.AccountSnapshot(
+            mode=Mode(self.mode),
+            balances=dict(self.balances),
+            positions=positions,
+            orders=orders,
+            leverage=dict(self.leverage),
+            spot_in_use=dict(self.spot_in_use),
+        )
+
+    # ------------------------------------------------------------------ mode
+
+    class MarginModeChanged(Event):
+        mode: str
+        previous_mode: str
+
+        def evolve(self, account: Account) -> None:
+            account.mode = self.mode
+            account.spot_in_use = {}
+
+    def change_mode(self, at: datetime, mode: Mode, has_debt: bool) -> None:
+        """Change the margin mode; refused while positions, open orders or debt remain (§5)."""
+        if self.has_positions() or self.has_open_orders() or has_debt:
+            what = ("positions" if self.has_positions()
+                    else "open orders" if self.has_open_orders() else "debt")
+            raise ModeChangeBlockedError(f"{self.name}: cannot change mode with {what}")
+        self._record(Account.MarginModeChanged, at=at, mode=mode.value,
+                     previous_mode=self.mode)
+
+    # ------------------------------------------------------------------ money in and out
+
+    class MoneyMoved(Event):
+        """Base of events that only apply postings."""
+
+        postings: Sequence[Posting]
+
+        def evolve(self, account: Account) -> None:
+            account._apply_postings(self.postings)
+
+    class Deposited(MoneyMoved):
+        command_id: str
+        asset: str
+        amount: Decimal
+
+    class Withdrawn(MoneyMoved):
+        command_id: str
+        asset: str
+        amount: Decimal
+
+    class TransferredOut(MoneyMoved):
+        command_id: str
+        to: str
+        asset: str
+        amount: Decimal
+
+    class TransferredIn(MoneyMoved):
+        command_id: str
+        source: str
+        asset: str
+        amount: Decimal
+
+    def _apply_postings(self, postings: Sequence[Posting]) -> None:
+        for posting in postings:
+            if posting.account == self.name:
+                self.balances[posting.asset] = (
+                    self.balances.get(posting.asset, ZERO) + posting.amount
+                )
+
+    def deposit(self, at: datetime, command_id: str, asset: str, amount: Decimal) -> None:
+        postings = transfer(SYSTEM_CUSTODY, self.name, asset, amount)
+        self._record(Account.Deposited, at=at, command_id=command_id, asset=asset,
+                     amount=amount, postings=postings)
+
+    def require_withdrawable(self, asset: str, amount: Decimal, market: rules.Market) -> None:
+        """Refuse a withdrawal above the wallet (`insufficient_balance`) or one that would
+        leave `available_usd` below 0 (`insufficient_margin`, i.e. above max_withdrawable)."""
+        wallet = self.balances.get(asset, ZERO)
+        if amount > wallet:
+            raise InsufficientBalanceError(
+                f"{self.name}: {to_str(amount)} {asset} > wallet balance {to_str(wallet)}"
+            )
+        snapshot = self.snapshot()
+        after = rules.available_after_withdrawal(snapshot, market, asset, amount)
+        if after < ZERO:
+            limit = rules.max_withdrawable(snapshot, market, asset)
+            raise InsufficientMarginError(
+                f"{self.name}: {to_str(amount)} {asset} > max_withdrawable {to_str(limit)}"
+            )
+
+    def withdraw(
+        self, at: datetime, command_id: str, asset: str, amount: Decimal, market: rules.Market
+    ) -> None:
+        self.require_withdrawable(asset, amount, market)
+        postings = transfer(self.name, SYSTEM_CUSTODY, asset, amount)
+        self._record(Account.Withdrawn, at=at, command_id=command_id, asset=asset,
+                     amount=amount, postings=postings)
+
+    def transfer_out(
+        self, at: datetime, command_id: str, to: str, asset: str, amount: Decimal,
+        market: rules.Market,
+    ) -> list[Posting]:
+        self.require_withdrawable(asset, amount, market)
+        postings = transfer(self.name, to, asset, amount)
+        self._record(Account.TransferredOut, at=at, command_id=command_id, to=to, asset=asset,
+                     amount=amount, postings=postings)
+        return postings
+
+    def transfer_in(
+        self, at: datetime, command_id: str, source: str, asset: str, amount: Decimal,
+        postings: Sequence[Posting],
+    ) -> None:
+        self._record(Account.TransferredIn, at=at, command_id=command_id, source=source,
+                     asset=asset, amount=amount, postings=list(postings))
+
+    # ------------------------------------------------------------------ trading
+
+    class LeverageChanged(Event):
+        symbol: str
+        leverage: Decimal
+
+        def evolve(self, account: Account) -> None:
+            account.leverage[self.symbol] = self.leverage
+
+    class Filled(Event):
+        command_id: str
+        symbol: str
+        margin_type: str
+        side: str
+        qty: Decimal
+        price: Decimal
+        liquidity: str
+        liquidation: bool
+        realized_pnl: Decimal
+        position_qty: Decimal
+        entry_price: Decimal
+        position_margin: Decimal
+        postings: Sequence[Posting]
+
+        def evolve(self, account: Account) -> None:
+            account._apply_postings(self.postings)
+            key = position_key(self.symbol, self.margin_type)
+            if self.symbol not in account.symbols:
+                account.symbols.append(self.symbol)
+            if self.position_qty == ZERO:
+                account.positions.pop(key, None)
+                return
+            account.positions[key] = {
+                "symbol": self.symbol,
+                "margin_type": self.margin_type,
+                "qty": self.position_qty,
+                "entry_price": self.entry_price,
+                "position_margin": self.position_margin,
+            }
+
+    class FeeCharged(MoneyMoved):
+        command_id: str
+        symbol: str
+        asset: str
+        amount: Decimal  # the fee; negative is a rebate
+
+    def set_leverage(self, at: datetime, terms: InstrumentTerms, leverage: Decimal) -> None:
+        """Set the account's leverage on a symbol, checked against the tier of the position."""
+        held = self._held_notional(terms, None)
+        self._check_leverage(terms, leverage, held)
+        if leverage != self.leverage_for(terms) or terms.symbol not in self.leverage:
+            self._record(Account.LeverageChanged, at=at, symbol=terms.symbol, leverage=leverage)
+
+    def _held_notional(self, terms: InstrumentTerms, price: Decimal | None) -> Decimal:
+        total = ZERO
+        for margin_type in (CROSS, ISOLATED):
+            held = self.position(terms.symbol, margin_type)
+            if held:
+                at_price = price or held["entry_price"]
+                total = max(total, notional(held["qty"], terms.contract_size, at_price,
+                                            terms.is_inverse))
+        return total
+
+    def _check_leverage(self, terms: InstrumentTerms, leverage: Decimal, held: Decimal) -> None:
+        allowed = max_leverage(held, terms.risk_tiers)
+        if leverage > allowed:
+            raise LeverageTooHighError(
+                f"{self.name}: leverage {to_str(leverage)} on {terms.symbol} > "
+                f"{to_str(allowed)} allowed for a notional of {to_str(held)}"
+            )
+
+    def fill(
+        self,
+        *,
+        at: datetime,
+        command_id: str,
+        terms: InstrumentTerms,
+        side: str,
+        qty: Decimal,
+        price: Decimal,
+        liquidity: str,
+        fee: Decimal | None,
+        margin_type: str,
+        leverage: Decimal | None,
+        liquidation: bool,
+        precision: int,
+    ) -> None:
+        """Record a fill: open, add, reduce, close or flip a one-way position (DESIGN §6.4),
+        with its fee and realised PnL posted in the settle asset."""
+        signed = qty if side == "buy" else -qty
+        held = self.position(terms.symbol, margin_type)
+        held_qty = held["qty"] if held else ZERO
+        held_entry = held["entry_price"] if held else ZERO
+        lev = leverage if leverage is not None else self.leverage_for(terms)
+        outcome = apply_fill(held_qty, held_entry, signed, price, terms.contract_size,
+                             terms.is_inverse)
+        after = notional(outcome.qty, terms.contract_size, price, terms.is_inverse)
+        self._check_leverage(terms, lev, after)
+        position_margin = ZERO
+        if margin_type == ISOLATED and outcome.qty != ZERO:
+            position_margin = self._isolated_margin_after(held, outcome, terms, price, lev)
+        settle = terms.settle
+        postings = rounded_change(self.name, SYSTEM_CLEARING, settle, outcome.realized_pnl,
+                                  precision)
+        if self.leverage.get(terms.symbol) != lev:
+            # A fill's leverage (or, on a first fill without one, the initial setting) becomes
+            # the account's setting for the symbol (DESIGN 6.11).
+            self._record(Account.LeverageChanged, at=at, symbol=terms.symbol, leverage=lev)
+        self._record(
+            Account.Filled, at=at, command_id=command_id, symbol=terms.symbol,
+            margin_type=margin_type, side=side, qty=qty, price=price, liquidity=liquidity,
+            liquidation=liquidation, realized_pnl=outcome.realized_pnl,
+            position_qty=outcome.qty, entry_price=outcome.entry_price,
+            position_margin=position_margin, postings=postings,
+        )
+        if fee is None:
+            rate = terms.maker_fee_rate if liquidity == "maker" else terms.taker_fee_rate
+            fee = fill_fee(qty, terms.contract_size, price, rate, terms.is_inverse)
+        if fee != ZERO:
+            fee_postings = rounded_change(self.name, SYSTEM_FEES, settle, -fee, precision)
+            self._record(Account.FeeCharged, at=at, command_id=command_id,
+                         symbol=terms.symbol, asset=settle, amount=fee, postings=fee_postings)
+
+    def _isolated_margin_after(
+        self, held: Mapping[str, Any] | None, outcome: Any, terms: InstrumentTerms,
+        price: Decimal, leverage: Decimal,
+    ) -> Decimal:
+        """Allocate margin for what opens, release it pro rata for what closes (§6.11)."""
+        margin = held["position_margin"] if held else ZERO
+        held_qty = held["qty"] if held else ZERO
+        if outcome.closed_qty:
+            remaining = abs(held_qty) - outcome.closed_qty
+            margin = margin * remaining / abs(held_qty) if remaining > ZERO else ZERO
+        if outcome.opened_qty:
+            margin += isolated_margin_for(outcome.opened_qty, terms.contract_size, price,
+                                          leverage, terms.is_inverse)
+        return margin
+
+    class OpenOrdersChanged(Event):
+        symbol: str
+        buy_qty: Decimal | None
+        buy_price: Decimal | None
+        sell_qty: Decimal | None
+        sell_price: Decimal | None
+
+        def evolve(self, account: Account) -> None:
+            buy = None if self.buy_qty is None else [self.buy_qty, self.buy_price]
+            sell = None if self.sell_qty is None else [self.sell_qty, self.sell_price]
+            if buy is None and sell is None:
+                account.orders.pop(self.symbol, None)
+            else:
+                account.orders[self.symbol] = {"buy": buy, "sell": sell}
+
+    def set_open_orders(
+        self, at: datetime, symbol: str, buy: tuple[Decimal, Decimal] | None,
+        sell: tuple[Decimal, Decimal] | None,
+    ) -> None:
+        self._record(
+            Account.OpenOrdersChanged, at=at, symbol=symbol,
+            buy_qty=buy[0] if buy else None, buy_price=buy[1] if buy else None,
+            sell_qty=sell[0] if sell else None, sell_price=sell[1] if sell else None,
+        )
+
+    # ------------------------------------------------------------------ periodic
+
+    class FundingSettled(MoneyMoved):
+        period: datetime
+        symbol: str
+        margin_type: str
+        qty: Decimal
+        rate: Decimal
+        mark_price: Decimal
+        amount: Decimal  # signed change of the balance, as posted (negative: paid)
+
+    def settle_funding(
+        self, *, period: datetime, terms: InstrumentTerms, margin_type: str, qty: Decimal,
+        mark: Decimal, rate: Decimal, precision: int,
+    ) -> None:
+        """Post one funding payment (DESIGN §6.6); nothing for a zero amount."""
+        change = funding_change(qty, terms.contract_size, mark, rate, terms.is_inverse)
+        if change == ZERO:
+            return
+        postings = rounded_change(self.name, SYSTEM_FUNDING, terms.settle, change, precision)
+        posted = sum((p.amount for p in postings if p.account == self.name), ZERO)
+        self._record(Account.FundingSettled, at=self.posting_time(period), period=period,
+                     symbol=terms.symbol, margin_type=margin_type, qty=qty, rate=rate,
+                     mark_price=mark, amount=posted, postings=postings)
+
+    class SessionSettled(MoneyMoved):
+        period: datetime
+        symbol: str
+        margin_type: str
+        mark_price: Decimal
+        previous_entry_price: Decimal
+        amount: Decimal
+
+        def evolve(self, account: Account) -> None:
+            account._apply_postings(self.postings)
+            held = account.positions.get(position_key(self.symbol, self.margin_type))
+            if held is not None:
+                held["entry_price"] = self.mark_price
+
+    def settle_session(
+        self, *, period: datetime, terms: InstrumentTerms, margin_type: str, mark: Decimal,
+        precision: int,
+    ) -> None:
+        """Move the session's PnL to the wallet and reset the entry to the mark (§6.7)."""
+        held = self.position(terms.symbol, margin_type)
+        if held is None:
+            return
+        change = session_settlement_change(held["qty"], terms.contract_size, mark,
+                                           held["entry_price"])
+        if change == ZERO and held["entry_price"] == mark:
+            return
+        postings = rounded_change(self.name, SYSTEM_CLEARING, terms.settle, change, precision)
+        posted = sum((p.amount for p in postings if p.account == self.name), ZERO)
+        self._record(Account.SessionSettled, at=self.posting_time(period), period=period,
+                     symbol=terms.symbol, margin_type=margin_type, mark_price=mark,
+                     previous_entry_price=held["entry_price"], amount=posted,
+                     postings=postings)
+
+    class InterestCharged(MoneyMoved):
+        period: datetime
+        asset: str
+        amount: Decimal  # charged, rounded up
+        accrued: Decimal  # exact
+
+        def evolve(self, account: Account) -> None:
+            account._apply_postings(self.postings)
+            account.interest_charged[self.asset] = (
+                account.interest_charged.get(self.asset, ZERO) + self.amount
+            )
+            account.interest_from[self.asset] = self.period
+
+    def charge_interest(
+        self, *, period: datetime, asset: str, accrued: Decimal, precision: int
+    ) -> None:
+        """Charge interest accrued up to `period` as one amount, rounded up (§6.8)."""
+        if accrued <= ZERO:
+            return
+        postings = rounded_change(self.name, SYSTEM_INTEREST, asset, -accrued, precision)
+        self._record(Account.InterestCharged, at=self.posting_time(period), period=period,
+                     asset=asset, amount=round_paid(accrued, precision), accrued=accrued,
+                     postings=postings)
+
+
+def _order(pair: list[Decimal] | None) -> rules.RestingOrder | None:
+    if not pair:
+        return None
+    return rules.RestingOrder(qty=pair[0], price=pair[1])
+

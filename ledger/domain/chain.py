@@ -1,0 +1,55 @@
+"""Canonical JSON and the SHA-256 hash chain of account events (tamper evidence, DESIGN §9).
+
+Each account event carries `hash = sha256(previous hash + canonical JSON of the event)`, where the
+canonical JSON holds the event's type, version and every field but the hash itself, with sorted
+keys, decimals as plain text without trailing zeros ("10000.0" is "10000") and times in RFC 3339. The first event chains from `GENESIS`. The same canonical
+form gives the content hash of commands (idempotency, STYLE §8).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from ledger.domain.postings import Posting
+from ledger.numbers import to_str
+from ledger.times import format_at
+
+GENESIS = "0" * 64
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return to_str(value)
+    if isinstance(value, datetime):
+        return format_at(value)
+    if isinstance(value, Posting):
+        return [value.account, value.asset, to_str(value.amount)]
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def canonical_json(value: Any) -> str:
+    """Return the canonical JSON text of a value (sorted keys, no spaces, decimals as text)."""
+    return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def chain_hash(previous: str, event_type: str, version: int, fields: Mapping[str, Any]) -> str:
+    """Return the hash of an event chained to `previous`."""
+    body = canonical_json({"type": event_type, "version": version, "fields": fields})
+    return hashlib.sha256((previous + body).encode()).hexdigest()
+
+
+def content_hash(fields: Mapping[str, Any]) -> str:
+    """Return the SHA-256 of a command's canonical JSON (same content ⇔ same hash)."""
+    return hashlib.sha256(canonical_json(fields).encode()).hexdigest()

@@ -1,0 +1,81 @@
+"""Postings: the balanced lines every money event carries (DESIGN §3).
+
+A posting is `(account, asset, amount)`; `amount` is signed (+ increases that account's balance).
+The postings of one event sum to zero per asset. The counter-side lives in system accounts, whose
+balances are a projection (no aggregate, so no hot spot).
+
+Rounding (DESIGN §4): the account's line is rounded (what it pays up, what it receives down);
+the system counter-account takes the exact amount, and `system:rounding` the difference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from ledger.numbers import ZERO, round_signed
+
+SYSTEM_CUSTODY = "system:custody"
+SYSTEM_FEES = "system:fees"
+SYSTEM_FUNDING = "system:funding"
+SYSTEM_INTEREST = "system:interest"
+SYSTEM_CLEARING = "system:clearing"
+SYSTEM_EXCHANGE = "system:exchange"
+SYSTEM_ROUNDING = "system:rounding"
+SYSTEM_INSURANCE = "system:insurance"
+
+SYSTEM_ACCOUNTS = (
+    SYSTEM_CUSTODY,
+    SYSTEM_FEES,
+    SYSTEM_FUNDING,
+    SYSTEM_INTEREST,
+    SYSTEM_CLEARING,
+    SYSTEM_EXCHANGE,
+    SYSTEM_ROUNDING,
+    SYSTEM_INSURANCE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    account: str
+    asset: str
+    amount: Decimal
+
+
+def is_balanced(postings: Iterable[Posting]) -> bool:
+    """Tell whether the postings sum to zero for every asset."""
+    totals: dict[str, Decimal] = {}
+    for posting in postings:
+        totals[posting.asset] = totals.get(posting.asset, ZERO) + posting.amount
+    return all(total == ZERO for total in totals.values())
+
+
+def transfer(source: str, target: str, asset: str, amount: Decimal) -> list[Posting]:
+    """Move an exact `amount` from `source` to `target` (deposits, withdrawals, transfers)."""
+    assert amount > ZERO, amount
+    return [Posting(source, asset, -amount), Posting(target, asset, amount)]
+
+
+def rounded_change(
+    account: str, counter: str, asset: str, exact: Decimal, places: int
+) -> list[Posting]:
+    """Post a signed change of `account`'s balance, rounded against the account.
+
+    The account gets the rounded change (credits down, debits up), `counter` the exact opposite,
+    and `system:rounding` the difference, so the lines sum to zero exactly. Zero lines are left
+    out. Example: −1.234567891 to alice (8 places) → alice −1.23456790, counter +1.234567891,
+    rounding +0.000000009.
+    """
+    posted = round_signed(exact, places)
+    lines = [Posting(account, asset, posted), Posting(counter, asset, -exact)]
+    difference = exact - posted
+    if difference != ZERO:
+        lines.append(Posting(SYSTEM_ROUNDING, asset, difference))
+    return [line for line in lines if line.amount != ZERO]
+
+
+def amount_for(postings: Sequence[Posting], account: str, asset: str) -> Decimal:
+    """Return the net change `postings` make to one account's balance of one asset."""
+    return sum((p.amount for p in postings if p.account == account and p.asset == asset), ZERO)

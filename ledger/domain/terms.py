@@ -1,0 +1,157 @@
+"""Parameter sets as event data: rule dataclasses to plain dicts and back.
+
+Reference events carry parameters as plain dicts (Decimals, strings, lists) so that they encode
+with the library's JSON transcoder and keep their meaning if the rule classes change shape.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from ledger.rules.terms import (
+    AssetTerms,
+    AutoAddAmount,
+    CollateralTier,
+    FreeMode,
+    InstrumentTerms,
+    InterestTerms,
+    Kind,
+    MmBasis,
+    MultiplierTier,
+    PortfolioTerms,
+    RateBand,
+    RiskTier,
+    RiskUnitTerms,
+    TierBasis,
+)
+
+
+def asset_to_dict(terms: AssetTerms) -> dict[str, Any]:
+    return {
+        "asset": terms.asset,
+        "precision": terms.precision,
+        "collateral_tiers": [[t.up_to, t.ratio] for t in terms.collateral_tiers],
+        "tier_basis": terms.tier_basis.value,
+        "interest": None if terms.interest is None else {
+            "annual_rate": terms.interest.annual_rate,
+            "free_amount": terms.interest.free_amount,
+            "free_mode": terms.interest.free_mode.value,
+        },
+        "auto_exchange_threshold_usd": terms.auto_exchange_threshold_usd,
+        "auto_exchange_discount": terms.auto_exchange_discount,
+        "borrow_mmr_rate": terms.borrow_mmr_rate,
+        "borrow_imr_rate": terms.borrow_imr_rate,
+    }
+
+
+def asset_from_dict(data: dict[str, Any]) -> AssetTerms:
+    interest = data.get("interest")
+    return AssetTerms(
+        asset=data["asset"],
+        precision=int(data["precision"]),
+        collateral_tiers=tuple(CollateralTier(up, ratio) for up, ratio in data["collateral_tiers"]),
+        tier_basis=TierBasis(data["tier_basis"]),
+        interest=None if interest is None else InterestTerms(
+            annual_rate=interest["annual_rate"],
+            free_amount=interest["free_amount"],
+            free_mode=FreeMode(interest["free_mode"]),
+        ),
+        auto_exchange_threshold_usd=data.get("auto_exchange_threshold_usd"),
+        auto_exchange_discount=data.get("auto_exchange_discount"),
+        borrow_mmr_rate=data["borrow_mmr_rate"],
+        borrow_imr_rate=data["borrow_imr_rate"],
+    )
+
+
+def instrument_to_dict(terms: InstrumentTerms) -> dict[str, Any]:
+    return {
+        "symbol": terms.symbol,
+        "kind": terms.kind.value,
+        "base": terms.base,
+        "settle": terms.settle,
+        "contract_size": terms.contract_size,
+        "risk_tiers": [[t.up_to, t.mmr, t.max_leverage, t.deduction] for t in terms.risk_tiers],
+        "mm_basis": terms.mm_basis.value,
+        "taker_fee_rate": terms.taker_fee_rate,
+        "maker_fee_rate": terms.maker_fee_rate,
+        "close_fee_in_mm": terms.close_fee_in_mm,
+        "session_settlement": terms.session_settlement,
+        "funding_interval_hours": terms.funding_interval_hours,
+        "auto_add_amount": terms.auto_add_amount.value,
+        "expiry": terms.expiry,
+        "delivery_fee_rate": terms.delivery_fee_rate,
+    }
+
+
+def instrument_from_dict(data: dict[str, Any]) -> InstrumentTerms:
+    expiry = data.get("expiry")
+    return InstrumentTerms(
+        symbol=data["symbol"],
+        kind=Kind(data["kind"]),
+        base=data["base"],
+        settle=data["settle"],
+        contract_size=data["contract_size"],
+        risk_tiers=tuple(
+            RiskTier(up_to=up, mmr=mmr, max_leverage=lev, deduction=ded)
+            for up, mmr, lev, ded in data["risk_tiers"]
+        ),
+        mm_basis=MmBasis(data["mm_basis"]),
+        taker_fee_rate=data["taker_fee_rate"],
+        maker_fee_rate=data["maker_fee_rate"],
+        close_fee_in_mm=bool(data["close_fee_in_mm"]),
+        session_settlement=bool(data["session_settlement"]),
+        funding_interval_hours=int(data["funding_interval_hours"]),
+        auto_add_amount=AutoAddAmount(data["auto_add_amount"]),
+        expiry=expiry if isinstance(expiry, datetime) or expiry is None else None,
+        delivery_fee_rate=data.get("delivery_fee_rate", Decimal(0)),
+    )
+
+
+def risk_unit_to_dict(terms: RiskUnitTerms) -> dict[str, Any]:
+    return {
+        "asset": terms.asset,
+        "price_shocks": list(terms.price_shocks),
+        "extreme_shocks": list(terms.extreme_shocks),
+        "extreme_factor": terms.extreme_factor,
+        "basis_rate": terms.basis_rate,
+        "basis_annual_rate": terms.basis_annual_rate,
+        "spot_basis_rate": terms.spot_basis_rate,
+        "min_charge_rate": terms.min_charge_rate,
+        "min_charge_tiers": [[t.up_to, t.multiplier] for t in terms.min_charge_tiers],
+        "depeg_bands": [[b.up_to, b.rate] for b in terms.depeg_bands],
+    }
+
+
+def risk_unit_from_dict(data: dict[str, Any]) -> RiskUnitTerms:
+    return RiskUnitTerms(
+        asset=data["asset"],
+        price_shocks=tuple(data["price_shocks"]),
+        extreme_shocks=tuple(data["extreme_shocks"]),
+        extreme_factor=data["extreme_factor"],
+        basis_rate=data["basis_rate"],
+        basis_annual_rate=data["basis_annual_rate"],
+        spot_basis_rate=data["spot_basis_rate"],
+        min_charge_rate=data["min_charge_rate"],
+        min_charge_tiers=tuple(MultiplierTier(up, m) for up, m in data["min_charge_tiers"]),
+        depeg_bands=tuple(RateBand(up, r) for up, r in data["depeg_bands"]),
+    )
+
+
+def portfolio_to_dict(terms: PortfolioTerms) -> dict[str, Any]:
+    return {
+        "min_equity_usd": terms.min_equity_usd,
+        "imr_factor": terms.imr_factor,
+        "liquidation_level": terms.liquidation_level,
+        "target_level": terms.target_level,
+    }
+
+
+def portfolio_from_dict(data: dict[str, Any]) -> PortfolioTerms:
+    return PortfolioTerms(
+        min_equity_usd=data["min_equity_usd"],
+        imr_factor=data["imr_factor"],
+        liquidation_level=data["liquidation_level"],
+        target_level=data["target_level"],
+    )

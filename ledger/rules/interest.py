@@ -1,0 +1,46 @@
+"""Debt interest accrued per second (DESIGN §6.8; seed 000 §4, seed 003 Q6).
+
+Liability per coin `max(0, −e)`. Interest accrues on `liability − free_amount` (`excess`) or on
+the whole liability once it exceeds the free amount (`full`), at `annual_rate / 31,536,000` per
+second, over the intervals between the events that change the liability, the rate or the prices.
+
+Example: 10,000 at 10 % for 3,600 s → 10,000 × 0.10 × 3,600 / 31,536,000 = 0.114155251141…
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from ledger.numbers import ZERO
+from ledger.rules.terms import FreeMode, InterestTerms
+from ledger.times import SECONDS_PER_YEAR
+
+
+def liability(equity: Decimal) -> Decimal:
+    """Return the debt of a coin: max(0, −equity)."""
+    return -equity if equity < ZERO else ZERO
+
+
+def interest_base(debt: Decimal, free_amount: Decimal, free_mode: FreeMode) -> Decimal:
+    """Return the part of a debt that bears interest.
+
+    `excess`: max(0, debt − free); `full`: the whole debt once it exceeds the free amount.
+    Example: debt 1,500, free 1,000 → excess 500, full 1,500; debt 800 → 0 in both.
+    """
+    if free_mode is FreeMode.FULL:
+        return debt if debt > free_amount else ZERO
+    return max(ZERO, debt - free_amount)
+
+
+def interest_accrued(debt: Decimal, terms: InterestTerms, elapsed_s: Decimal) -> Decimal:
+    """Return the interest accrued on a constant debt over `elapsed_s` seconds (exact to 34
+    digits; `annual_rate / 31,536,000` does not terminate, so nothing is rounded here).
+
+    Example: 10,000 at 0.10 for 3,600 s → 0.1141552511415525114155251141552511.
+    """
+    if elapsed_s <= ZERO:
+        return ZERO
+    base = interest_base(debt, terms.free_amount, terms.free_mode)
+    if base == ZERO:
+        return ZERO
+    return base * terms.annual_rate * elapsed_s / SECONDS_PER_YEAR

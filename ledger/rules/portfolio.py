@@ -1,0 +1,467 @@
+"""Portfolio margin: risk units, their stress figures, borrowing, the liquidation plan's legs.
+
+PORTFOLIO-MARGIN.md 10.3-10.10 (seed 003). One risk unit per underlying `U` holds the account's
+cross derivatives on `U` and the spot it puts in use. Each position has two measures (10.3): its
+coin exposure `x` (linear `q·F`, inverse `q·F/M`), which the price shocks move, and its cash
+delta `c` (linear `q·F·M·I_settle`, inverse `q·F`), on which basis (MR4), the minimum charge
+(MR7) and the depeg charge (MR9) are sized. The unit requirement is OKX's public rule
+
+    MMR_U = max(max(MR1, MR2, MR6) + MR3 + MR4 + MR5 + MR9, MR7),  IMR_U = imr_factor · MMR_U
+
+with MR2 = MR3 = MR5 = 0 (options only, 10.1). Every figure is an exact `Decimal`, never rounded;
+the only inexact steps are the quotients `q·F/M` (inverse exposure) and the pro-rata fractions of
+the liquidation legs, kept at the context's 34 digits.
+
+Example (PM-01, OKX position builder): short 0.1 BTC perpetual, index 97,034.243706, mark
+97,093.7, USDT index 0.99954 → MR1 = MR6 = 1,164.410924472, MR4 = 19.4098073796,
+MR7 = 43.6720666041, MMR = 1,183.8207318516, IMR = 1,538.96695140708.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from ledger.numbers import ZERO
+from ledger.rules.terms import Kind, MultiplierTier, RateBand, RiskUnitTerms
+from ledger.times import to_micros, year_fraction
+
+PERPETUAL_BUCKET = "perpetual"
+
+
+@dataclass(frozen=True, slots=True)
+class UnitItem:
+    """One derivative position of a risk unit (PORTFOLIO-MARGIN.md 10.3)."""
+
+    symbol: str
+    kind: Kind
+    qty: Decimal  # signed contracts, long > 0
+    contract_size: Decimal  # coins (linear) or USD (inverse) per contract
+    mark: Decimal  # M_i
+    settle_index: Decimal  # index of the settle asset (linear); 1 for inverse (unused)
+    margin_currency: str  # settle asset for linear ("USDT", "USDC"), "USD" for inverse
+    expiry: datetime | None  # None for perpetuals
+    taker_fee_rate: Decimal  # the liquidation plan's legs pay it
+
+    @property
+    def is_inverse(self) -> bool:
+        return self.kind is Kind.INVERSE_PERPETUAL
+
+    @property
+    def is_future(self) -> bool:
+        return self.kind is Kind.LINEAR_FUTURE
+
+
+@dataclass(frozen=True, slots=True)
+class RiskUnitFigures:
+    """A unit's figures as state shows them (10.12): USD, except `delta`/`spot_in_use` (coins)."""
+
+    mr1: Decimal
+    mr2: Decimal
+    mr3: Decimal
+    mr4: Decimal
+    mr5: Decimal
+    mr6: Decimal
+    mr7: Decimal
+    mr9: Decimal
+    mmr: Decimal
+    imr: Decimal
+    delta: Decimal
+    delta_usd: Decimal
+    spot_in_use: Decimal
+
+
+# --- 10.3 exposures and spot in use ---------------------------------------------------------
+
+
+def coin_exposure(item: UnitItem) -> Decimal:
+    """Return the position's exposure x in coins of the underlying (signed, long > 0).
+
+    Linear `q·F`; inverse `q·F/M` (its face value in coins at the mark: 10.3 shows that with the
+    coin equity as the holding this splits the account's USD P&L exactly). The inverse quotient
+    is not always exact; it keeps 34 digits. PORTFOLIO-MARGIN.md 10.3.
+    Examples: −100 × 0.001 BTC → −0.1; inverse −500 × 100 USD at mark 50,000 → −1.
+    """
+    if item.is_inverse:
+        return item.qty * item.contract_size / item.mark
+    return item.qty * item.contract_size
+
+
+def cash_delta(item: UnitItem) -> Decimal:
+    """Return the position's cash delta c in USD (signed, long > 0).
+
+    Linear `q·F·M·I_settle` (valued at its own mark and settle index); inverse `q·F` (face
+    value). PORTFOLIO-MARGIN.md 10.3.
+    Example (PM-01): −100 × 0.001 × 97,093.7 × 0.99954 = −9,704.9036898.
+    """
+    if item.is_inverse:
+        return item.qty * item.contract_size
+    return item.qty * item.contract_size * item.mark * item.settle_index
+
+
+def derivatives_delta(items: Iterable[UnitItem]) -> Decimal:
+    """Return D_U = Σ x_i over the unit's positions (coins). PORTFOLIO-MARGIN.md 10.3.
+
+    Example: short 10 BTC perpetual and long 2 BTC future → −8.
+    """
+    return sum((coin_exposure(item) for item in items), ZERO)
+
+
+def spot_in_use(holding: Decimal, derivatives_delta: Decimal, fixed: Decimal | None) -> Decimal:
+    """Return the spot in use s_U (coins, ≥ 0): automatic when `fixed` is None, else capped.
+
+    `holding` is h_U = max(0, e_U) (a negative coin equity is a liability, never spot; it is
+    clamped here too). Automatic: `min(h, max(0, −D))`, long spot offsets a short derivatives
+    delta and never more. Fixed A: `min(A, h)`, even when that over-hedges. 10.3.
+    Examples (pm-spot-hedge-mr7): h 10, D −10 → auto 10; fixed 6 → 6; fixed 20 → 10.
+    """
+    held = max(ZERO, holding)
+    if fixed is None:
+        return min(held, max(ZERO, -derivatives_delta))
+    assert fixed >= ZERO, fixed
+    return min(fixed, held)
+
+
+# --- 10.4 MR1 and MR6 -----------------------------------------------------------------------
+
+
+def worst_loss(delta_coins: Decimal, index: Decimal, shocks: Sequence[Decimal]) -> Decimal:
+    """Return max(0, max over s of −X·I·s): the unit's worst loss on a grid of index moves.
+
+    PnL_U(s) = X_U · I_U · s (every item in scope is linear in s). PORTFOLIO-MARGIN.md 10.4.
+    Example: X = 2 BTC, I = 60,000, shocks ±12 % → 14,400.
+    """
+    assert shocks, "a shock grid is never empty"
+    return max(ZERO, *(-(delta_coins * index * shock) for shock in shocks))
+
+
+def mr1(delta_coins: Decimal, index: Decimal, price_shocks: Sequence[Decimal]) -> Decimal:
+    """Return MR1 = max(0, max over s in price_shocks of −X·I·s). PORTFOLIO-MARGIN.md 10.4.
+
+    Example (PM-01): X = −0.1 BTC, I = 97,034.243706, shocks to ±12 % →
+    0.1 × 97,034.243706 × 0.12 = 1,164.410924472.
+    """
+    return worst_loss(delta_coins, index, price_shocks)
+
+
+def mr6(
+    delta_coins: Decimal,
+    index: Decimal,
+    extreme_shocks: Sequence[Decimal],
+    extreme_factor: Decimal,
+) -> Decimal:
+    """Return MR6 = extreme_factor · max(0, max over s in extreme_shocks of −X·I·s). 10.4.
+
+    Example (PM-04): X = −0.1 BTC, I = 97,034.243706, ±24 %, factor 0.5 →
+    0.5 × 0.1 × 97,034.243706 × 0.24 = 1,164.410924472 (= MR1 with the BTC parameters).
+    """
+    return extreme_factor * worst_loss(delta_coins, index, extreme_shocks)
+
+
+# --- 10.5 MR4 -------------------------------------------------------------------------------
+
+
+def bucket_rate(expiry: datetime | None, terms: RiskUnitTerms, at: datetime) -> Decimal:
+    """Return a derivative bucket's MR4 rate: perpetual `basis_rate`, expiry + annual · τ.
+
+    r_expiry = basis_rate + basis_annual_rate · τ, τ = max(0, expiry − T) / 31,536,000 s
+    (10.5, our construction). Example: 0.2 years to expiry, 0.2 % + 5 % × 0.2 = 1.2 %.
+    """
+    if expiry is None:
+        return terms.basis_rate
+    return terms.basis_rate + terms.basis_annual_rate * year_fraction(at, expiry)
+
+
+def mr4(
+    items: Iterable[UnitItem],
+    spot_coins: Decimal,
+    index: Decimal,
+    terms: RiskUnitTerms,
+    at: datetime,
+) -> Decimal:
+    """Return MR4 = Σ_b |C_b| · r_b over the tenor buckets. PORTFOLIO-MARGIN.md 10.5.
+
+    Buckets: every perpetual (linear and inverse) together; one per expiry instant; spot in use
+    (C = s·I at `spot_basis_rate`). Items net inside a bucket, never across buckets.
+    Examples: long 1 BTC future 0.2 years out at 50,500 → 50,500 × 1.2 % = 606; calendar
+    spread +1 BTC (0.25 y, 40,000) / −1 BTC (0.5 y, 40,400) → 580 + 1,090.8 = 1,670.8.
+    """
+    buckets: dict[datetime | None, Decimal] = {}
+    for item in items:
+        expiry = item.expiry if item.is_future else None
+        assert not item.is_future or expiry is not None, item.symbol
+        buckets[expiry] = buckets.get(expiry, ZERO) + cash_delta(item)
+    charge = abs(spot_coins * index) * terms.spot_basis_rate
+    for expiry, net in buckets.items():
+        charge += abs(net) * bucket_rate(expiry, terms, at)
+    return charge
+
+
+# --- 10.6 MR7 and 10.7 MR9 ------------------------------------------------------------------
+
+
+def progressive(amount: Decimal, bands: Sequence[tuple[Decimal | None, Decimal]]) -> Decimal:
+    """Return Σ_k max(0, min(amount, u_k) − u_{k−1}) · f_k; the last band runs beyond its bound.
+
+    `bands` are (up_to, factor), `up_to` strictly increasing, u_0 = 0 (10.6, 10.7).
+    Example: 30,000 on (10,000, 1), (70,000, 2) → 10,000 + 20,000 × 2 = 50,000.
+    """
+    assert amount >= ZERO, amount
+    total = ZERO
+    lower = ZERO
+    for position, (up_to, factor) in enumerate(bands):
+        is_last = position == len(bands) - 1
+        upper = amount if is_last or up_to is None else min(amount, up_to)
+        if upper > lower:
+            total += (upper - lower) * factor
+        if is_last or up_to is None or amount <= up_to:
+            return total
+        assert up_to > lower, "band bounds strictly increase"
+        lower = up_to
+    return total
+
+
+def min_charge(raw: Decimal, tiers: Sequence[MultiplierTier]) -> Decimal:
+    """Return MR7 from its raw charge: each slice of `raw` times its tier's multiplier. 10.6.
+
+    Example (PM-11): raw 30,000 on 10,000 ×1, 70,000 ×2 → 50,000.
+    """
+    return progressive(raw, [(tier.up_to, tier.multiplier) for tier in tiers])
+
+
+def mr7(items: Iterable[UnitItem], terms: RiskUnitTerms) -> Decimal:
+    """Return MR7: raw = min_charge_rate · Σ|c_i| over the derivatives, gross, then tiered.
+
+    Spot in use is not included (PM-09). PORTFOLIO-MARGIN.md 10.6.
+    Example (PM-06): |c| = 9,704.9036898, 0.45 % → 43.6720666041 (below 10,000: ×1).
+    """
+    gross = sum((abs(cash_delta(item)) for item in items), ZERO)
+    return min_charge(terms.min_charge_rate * gross, terms.min_charge_tiers)
+
+
+def hedged_value(net_by_group: Iterable[Decimal]) -> Decimal:
+    """Return H = (Σ_g |G_g| − |Σ_g G_g|) / 2, the smaller of the long and short sides. 10.7.
+
+    Example (PM-13): +10,000,000 USDT-margined, −10,000,000 USD (inverse) → 10,000,000.
+    """
+    nets = list(net_by_group)
+    return (sum((abs(net) for net in nets), ZERO) - abs(sum(nets, ZERO))) / 2
+
+
+def depeg_charge(hedged: Decimal, bands: Sequence[RateBand]) -> Decimal:
+    """Return MR9 from the hedged value: each slice of H at its band's rate. 10.7.
+
+    Example (PM-13): 10M on 1M 0.75 %, 5M 1.75 %, above 2.5 % → 7,500 + 70,000 + 125,000
+    = 202,500.
+    """
+    return progressive(hedged, [(band.up_to, band.rate) for band in bands])
+
+
+def mr9(items: Iterable[UnitItem], terms: RiskUnitTerms) -> Decimal:
+    """Return MR9: the depeg bands on H over the margin-currency groups' net cash deltas. 10.7.
+
+    G_g = Σ c_i per margin currency (USDT, USDC, … linear; USD inverse); spot is left out.
+    Example (PM-13): long 10M USDT-margined vs short 10M coin-margined → 202,500.
+    """
+    nets = [_net_cash(group) for group in margin_currency_groups(items).values()]
+    return depeg_charge(hedged_value(nets), terms.depeg_bands)
+
+
+# --- 10.8 unit requirement and borrowing ----------------------------------------------------
+
+
+def unit_mmr(
+    mr1: Decimal,
+    mr2: Decimal,
+    mr3: Decimal,
+    mr4: Decimal,
+    mr5: Decimal,
+    mr6: Decimal,
+    mr7: Decimal,
+    mr9: Decimal,
+) -> Decimal:
+    """Return MMR_U = max(max(MR1, MR2, MR6) + MR3 + MR4 + MR5 + MR9, MR7). 10.8 (OKX public).
+
+    Example (PM-01): max(1,164.410924472 + 19.4098073796, 43.6720666041) = 1,183.8207318516.
+    """
+    return max(max(mr1, mr2, mr6) + mr3 + mr4 + mr5 + mr9, mr7)
+
+
+def risk_unit_figures(
+    items: Sequence[UnitItem],
+    holding: Decimal,
+    spot_setting: Decimal | None,
+    index: Decimal,
+    terms: RiskUnitTerms,
+    imr_factor: Decimal,
+    at: datetime,
+) -> RiskUnitFigures:
+    """Return every figure of one risk unit at `at` (10.3-10.8).
+
+    s = spot in use (auto when `spot_setting` is None), X = D + s, delta_usd = X·I,
+    MMR = max(max(MR1, MR6) + MR4 + MR9, MR7) (MR2 = MR3 = MR5 = 0), IMR = imr_factor · MMR.
+    Example (pm-spot-hedge-mr7): 10 BTC held, short 10 BTC perpetual at 50,010, index 50,000 →
+    s = 10, X = 0, MR1 = 0, MR4 = 1,000.2, MR7 = 2,250.45 = MMR, IMR 2,925.585.
+    """
+    coins = derivatives_delta(items)
+    spot = spot_in_use(holding, coins, spot_setting)
+    delta = coins + spot
+    shock_loss = mr1(delta, index, terms.price_shocks)
+    extreme_loss = mr6(delta, index, terms.extreme_shocks, terms.extreme_factor)
+    basis = mr4(items, spot, index, terms, at)
+    minimum = mr7(items, terms)
+    depeg = mr9(items, terms)
+    mmr = unit_mmr(shock_loss, ZERO, ZERO, basis, ZERO, extreme_loss, minimum, depeg)
+    return RiskUnitFigures(
+        mr1=shock_loss,
+        mr2=ZERO,
+        mr3=ZERO,
+        mr4=basis,
+        mr5=ZERO,
+        mr6=extreme_loss,
+        mr7=minimum,
+        mr9=depeg,
+        mmr=mmr,
+        imr=imr_factor * mmr,
+        delta=delta,
+        delta_usd=delta * index,
+        spot_in_use=spot,
+    )
+
+
+def borrowing_margin(
+    liabilities: Sequence[tuple[Decimal, Decimal, Decimal, Decimal]],
+) -> tuple[Decimal, Decimal]:
+    """Return (Σ L_a·I_a·borrow_mmr_rate_a, Σ L_a·I_a·borrow_imr_rate_a) in USD. 10.8.
+
+    Each tuple is (liability L_a ≥ 0 in coins, index I_a, borrow_mmr_rate, borrow_imr_rate).
+    Example (PM-03): 78,589.37 USDT at 0.99954, 2 % / 10 % → 1,571.064377796 / 7,855.32188898.
+    """
+    mmr = ZERO
+    imr = ZERO
+    for liability, index, mmr_rate, imr_rate in liabilities:
+        assert liability >= ZERO, liability
+        value = liability * index
+        mmr += value * mmr_rate
+        imr += value * imr_rate
+    return mmr, imr
+
+
+# --- 10.10 liquidation plan building blocks -------------------------------------------------
+
+
+def liquidity_key(item: UnitItem) -> tuple[int, int, Decimal, str]:
+    """Return the sort key of the liquidity order: most liquid first. PORTFOLIO-MARGIN.md 10.10.
+
+    Perpetuals before futures; futures by expiry, nearest first; then larger |c_i| first; then
+    symbol. Example: BTCUSDT (perp) < BTCUSDT-250328 < BTCUSDT-250627.
+    """
+    if item.is_future:
+        assert item.expiry is not None, item.symbol
+        return (1, to_micros(item.expiry), -abs(cash_delta(item)), item.symbol)
+    return (0, 0, -abs(cash_delta(item)), item.symbol)
+
+
+def _net_cash(items: Iterable[UnitItem]) -> Decimal:
+    """Return Σ c_i over `items`: a group's net cash delta G_g (USD)."""
+    return sum((cash_delta(item) for item in items), ZERO)
+
+
+def hedge_reduction(groups: Mapping[str, Sequence[UnitItem]]) -> list[tuple[UnitItem, Decimal]]:
+    """Return the legs (item, contracts to close > 0) cutting the hedge between groups. 10.10.
+
+    L = Σ G_g > 0, S = Σ |G_g < 0|, H = min(L, S); H = 0 → no legs. A position in a positive
+    group closes |q|·H/L, one in a negative group |q|·H/S (the smaller side in full, the larger
+    pro rata); zero groups are left alone. Each group keeps its sign and shrinks by the same
+    factor, so the unit's net cash delta L − S is unchanged. Legs in liquidity order.
+    Example: USDT +30,000 vs USDC −10,000 → H = 10,000: the USDC positions close whole, every
+    USDT position closes a third of its contracts.
+    """
+    nets = {name: _net_cash(items) for name, items in groups.items()}
+    long_side = sum((net for net in nets.values() if net > ZERO), ZERO)
+    short_side = sum((-net for net in nets.values() if net < ZERO), ZERO)
+    hedged = min(long_side, short_side)
+    if hedged == ZERO:
+        return []
+    legs: list[tuple[UnitItem, Decimal]] = []
+    for name, items in groups.items():
+        if nets[name] == ZERO:
+            continue
+        side = long_side if nets[name] > ZERO else short_side
+        legs.extend((item, abs(item.qty) * hedged / side) for item in items if item.qty != ZERO)
+    return sorted(legs, key=lambda leg: liquidity_key(leg[0]))
+
+
+def margin_currency_groups(items: Iterable[UnitItem]) -> dict[str, list[UnitItem]]:
+    """Return the unit's positions grouped by margin currency (MR9 and stage ddh1). 10.7, 10.10.
+
+    Example: BTCUSDT, BTCUSDC, BTCUSD → {"USDT": [..], "USDC": [..], "USD": [..]}.
+    """
+    groups: dict[str, list[UnitItem]] = {}
+    for item in items:
+        groups.setdefault(item.margin_currency, []).append(item)
+    return groups
+
+
+def tenor_group_name(item: UnitItem) -> str:
+    """Return the tenor bucket's name: "perpetual", or the expiry's ISO 8601 text. 10.5.
+
+    Example: a future expiring 2025-03-28 08:00 UTC → "2025-03-28T08:00:00+00:00".
+    """
+    if item.is_future:
+        assert item.expiry is not None, item.symbol
+        return item.expiry.isoformat()
+    return PERPETUAL_BUCKET
+
+
+def tenor_groups(items: Iterable[UnitItem]) -> dict[str, list[UnitItem]]:
+    """Return the unit's derivative tenor buckets for the basis stage (spot is never one). 10.10.
+
+    Example: a perpetual and two futures of one expiry → {"perpetual": [p], "2025-…": [f1, f2]}.
+    """
+    groups: dict[str, list[UnitItem]] = {}
+    for item in items:
+        groups.setdefault(tenor_group_name(item), []).append(item)
+    return groups
+
+
+def delta_reduction(
+    items: Iterable[UnitItem], unit_delta: Decimal
+) -> list[tuple[UnitItem, Decimal]]:
+    """Return the ddh2 legs (item, contracts to close > 0) that close |X_U| coins. 10.10.
+
+    The positions whose x_i has the sign of X_U, in liquidity order: each whole while its |x_i|
+    ≤ what remains, the last in part, qty = |q_i| · remaining / |x_i|. If they hold less than
+    |X_U| (spot fixed above the short side) they all close. Example (pm-liquidation-plan):
+    X = −8 BTC, short 10,000 × 0.001 BTC → buy back 8,000 contracts.
+    """
+    if unit_delta == ZERO:
+        return []
+    same_sign = [item for item in items if coin_exposure(item) * unit_delta > ZERO]
+    remaining = abs(unit_delta)
+    legs: list[tuple[UnitItem, Decimal]] = []
+    for item in sorted(same_sign, key=liquidity_key):
+        exposure = abs(coin_exposure(item))
+        if exposure <= remaining:
+            legs.append((item, abs(item.qty)))
+            remaining -= exposure
+        else:
+            legs.append((item, abs(item.qty) * remaining / exposure))
+            remaining = ZERO
+        if remaining == ZERO:
+            break
+    return legs
+
+
+def leg_fee(item: UnitItem, qty_closed: Decimal) -> Decimal:
+    """Return a leg's taker fee at the mark, exact: linear in the settle asset, inverse in coin.
+
+    Linear `qty·F·M·taker`; inverse `qty·F/M·taker`. PORTFOLIO-MARGIN.md 10.10.
+    Example (pm-liquidation-plan): 8,000 × 0.001 × 56,000 × 0.05 % = 224 USDT.
+    """
+    assert qty_closed >= ZERO, qty_closed
+    if item.is_inverse:
+        return qty_closed * item.contract_size / item.mark * item.taker_fee_rate
+    return qty_closed * item.contract_size * item.mark * item.taker_fee_rate

@@ -1,0 +1,121 @@
+"""Position arithmetic: fills, entry price, realised and unrealised PnL, notional, fees (§6.4).
+
+Quantities are signed contracts (long > 0). A contract is `contract_size` coins for a linear
+contract (PnL in the settle asset) and `contract_size` USD for an inverse one (PnL in coin).
+
+Examples: long 0.1 @50,000 + 0.1 @50,500 → entry 50,250; closing 0.1 @50,700 realises 45.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from ledger.numbers import ONE, ZERO
+
+
+def sign(value: Decimal) -> int:
+    return (value > ZERO) - (value < ZERO)
+
+
+@dataclass(frozen=True, slots=True)
+class FillOutcome:
+    """What a fill does to a one-way position."""
+
+    qty: Decimal  # signed contracts after the fill
+    entry_price: Decimal  # entry after the fill (0 when flat)
+    closed_qty: Decimal  # contracts closed (magnitude)
+    opened_qty: Decimal  # contracts opened or added (magnitude)
+    realized_pnl: Decimal  # exact, settle asset (inverse: coin)
+
+
+def average_entry(
+    qty: Decimal, entry: Decimal, added: Decimal, price: Decimal, inverse: bool
+) -> Decimal:
+    """Return the entry after adding `added` contracts at `price` to `qty` at `entry`.
+
+    Linear: quantity-weighted mean; inverse: harmonic mean (DESIGN §6.4). Not rounded (a
+    non-terminating quotient keeps 34 digits).
+    """
+    held, more = abs(qty), abs(added)
+    if held == ZERO:
+        return price
+    if inverse:
+        return (held + more) / (held / entry + more / price)
+    return (held * entry + more * price) / (held + more)
+
+
+def realized_pnl(
+    closed: Decimal, entry: Decimal, price: Decimal, contract_size: Decimal, side: int,
+    inverse: bool,
+) -> Decimal:
+    """Return the PnL of closing `closed` contracts (magnitude) of a position on `side` (±1).
+
+    Linear: closed × size × (price − entry) × side; inverse: closed × size × (1/entry − 1/price)
+    × side, in coin. Example: long, closed 100 × 0.001 @50,700 from 50,250 → 45.
+    """
+    if inverse:
+        return closed * contract_size * (ONE / entry - ONE / price) * side
+    return closed * contract_size * (price - entry) * side
+
+
+def apply_fill(
+    qty: Decimal, entry: Decimal, fill_qty: Decimal, price: Decimal, contract_size: Decimal,
+    inverse: bool,
+) -> FillOutcome:
+    """Return the position after a fill of signed `fill_qty` at `price`: open, add, reduce,
+    close or flip (flip = close, then open the rest at the fill price)."""
+    assert fill_qty != ZERO, fill_qty
+    if qty == ZERO or sign(qty) == sign(fill_qty):
+        new_entry = average_entry(qty, entry, fill_qty, price, inverse)
+        return FillOutcome(qty + fill_qty, new_entry, ZERO, abs(fill_qty), ZERO)
+    closed = min(abs(qty), abs(fill_qty))
+    pnl = realized_pnl(closed, entry, price, contract_size, sign(qty), inverse)
+    new_qty = qty + fill_qty
+    if new_qty == ZERO:
+        return FillOutcome(ZERO, ZERO, closed, ZERO, pnl)
+    if sign(new_qty) == sign(qty):
+        return FillOutcome(new_qty, entry, closed, ZERO, pnl)
+    return FillOutcome(new_qty, price, closed, abs(new_qty), pnl)
+
+
+def unrealized_pnl(
+    qty: Decimal, entry: Decimal, mark: Decimal, contract_size: Decimal, inverse: bool
+) -> Decimal:
+    """Return the floating PnL at `mark` (settle asset; inverse: coin). Exact.
+
+    Linear: q × size × (mark − entry); inverse: q × size × (1/entry − 1/mark).
+    Example: 100 × 0.001 × (51,000 − 50,250) = 75.
+    """
+    if qty == ZERO:
+        return ZERO
+    if inverse:
+        return qty * contract_size * (ONE / entry - ONE / mark)
+    return qty * contract_size * (mark - entry)
+
+
+def notional(qty: Decimal, contract_size: Decimal, price: Decimal, inverse: bool) -> Decimal:
+    """Return |q| × size × price (linear, settle asset) or |q| × size / price (inverse, coin)."""
+    if inverse:
+        return abs(qty) * contract_size / price
+    return abs(qty) * contract_size * price
+
+
+def fill_fee(
+    qty: Decimal, contract_size: Decimal, price: Decimal, rate: Decimal, inverse: bool
+) -> Decimal:
+    """Return the fee of a fill without an explicit one: notional × rate (exact, not rounded).
+
+    Example: 100 ETH × 4,200 × 0.055 % = 231.
+    """
+    return notional(qty, contract_size, price, inverse) * rate
+
+
+def isolated_margin_for(
+    qty: Decimal, contract_size: Decimal, price: Decimal, leverage: Decimal, inverse: bool
+) -> Decimal:
+    """Return the margin an isolated position allocates for `qty` contracts opened at `price`.
+
+    E·Q·F / leverage (inverse: F·Q / (E · leverage), in coin). Example: 18,000 × 0.5 / 10 = 900.
+    """
+    return notional(qty, contract_size, price, inverse) / leverage
