@@ -12,8 +12,10 @@ touched, with the inline index rows); outside, each command is saved on its own.
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -50,9 +52,15 @@ from ledger.errors import (
 )
 from ledger.numbers import ZERO, significant_places, to_str
 from ledger.rules import margin as rules
+from ledger.rules.exchange import auto_exchange_shares
 from ledger.rules.funding import is_funding_time
+from ledger.rules.interest import accrued_over, coin_equity, liability
+from ledger.rules.liquidation import is_at_liquidation, isolated_liquidation_price
+from ledger.rules.liquidation_plan import liquidation_plan
 from ledger.rules.maintenance import derived_deductions
+from ledger.rules.ratios import is_at_call_level
 from ledger.rules.terms import (
+    MARGIN_CALL_LEVEL,
     STABLECOINS,
     AssetTerms,
     AutoAddAmount,
@@ -70,7 +78,7 @@ from ledger.rules.terms import (
     RiskUnitTerms,
     TierBasis,
 )
-from ledger.times import format_at, to_micros
+from ledger.times import format_at, from_micros, to_micros
 
 SNAPSHOT_EVERY = 100  # account events between snapshots: a replay reads at most this many
 
@@ -131,7 +139,16 @@ class Ledger(Application[UUID]):
             "open_orders": self.open_orders,
             "set_leverage": self.set_leverage,
             "settle_funding": self.settle_funding,
+            "set_auto_add_margin": self.set_auto_add_margin,
+            "adjust_isolated_margin": self.adjust_isolated_margin,
+            "check_margin": self.check_margin,
+            "charge_interest": self.charge_interest,
+            "repay": self.repay,
+            "set_spot_in_use": self.set_spot_in_use,
+            "settle_delivery": self.settle_delivery,
         }
+        self._sweep_times: list[int] | None = None
+        self._sweep_memory: dict[UUID, tuple[int, SweepFlags]] = {}
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -631,10 +648,30 @@ class Ledger(Application[UUID]):
             margin_type=cmd.margin_type, leverage=cmd.leverage, liquidation=cmd.liquidation,
             precision=settle.precision,
         )
+        if cmd.liquidation:
+            self._cover_liquidation_shortfall(account, terms, cmd.at)
         self._touch(account)
         self._note_holder(cmd.symbol, account)
         self._remember(key, digest, cmd.at)
         return APPLIED
+
+    def _cover_liquidation_shortfall(
+        self, account: Account, terms: InstrumentTerms, at: datetime
+    ) -> None:
+        """After a liquidation fill, cover negative equity from `system:insurance` so that no
+        account is left below zero by a liquidation (issue 3, scope 4)."""
+        market = self.market_for(account, at)
+        figures = rules.evaluate(account.snapshot(), market, limits=False)
+        settle = self.require_asset(terms.settle)
+        if Mode(account.mode) is Mode.SINGLE_ASSET:
+            shortfall = -figures.collateral[terms.settle].equity
+        else:
+            index = market.index(terms.settle)
+            if not index:
+                return
+            shortfall = -figures.margin.equity_usd / index
+        if shortfall > ZERO:
+            account.cover_shortfall(at, terms.settle, shortfall, settle.precision)
 
     def _require_mode_allows(
         self, account: Account, terms: InstrumentTerms, margin_type: str, at: datetime
@@ -691,6 +728,171 @@ class Ledger(Application[UUID]):
         if account.version != before:
             self._touch(account)
         return APPLIED
+
+    # ------------------------------------------------------------------ isolated margin
+
+    def set_auto_add_margin(self, cmd: c.SetAutoAddMarginCmd) -> str:
+        account = self._account(cmd.account)
+        self.require_instrument(cmd.symbol)
+        account.require_not_before(cmd.at)
+        account.set_auto_add_margin(cmd.at, cmd.symbol, cmd.enabled)
+        self._touch(account)
+        return APPLIED
+
+    def adjust_isolated_margin(self, cmd: c.AdjustIsolatedMarginCmd) -> str:
+        key = c.idempotency_key(cmd) or ""
+        repeat, digest = self._repeat(key, cmd)
+        if repeat:
+            return ACKNOWLEDGED
+        account = self._account(cmd.account)
+        terms = self.require_instrument(cmd.symbol)
+        settle = self.require_asset(terms.settle)
+        self._check_places(abs(cmd.amount), settle)
+        account.require_not_before(cmd.at)
+        if self.reference.index_price(terms.settle, cmd.at) is None:
+            raise NoPriceError(f"{terms.settle} has no index price")
+        market = self.market_for(account, cmd.at)
+        account.adjust_isolated_margin(at=cmd.at, command_id=cmd.id, terms=terms,
+                                       amount=cmd.amount, market=market)
+        self._touch(account)
+        self._remember(key, digest, cmd.at)
+        return APPLIED
+
+    # ------------------------------------------------------------------ portfolio margin
+
+    def set_spot_in_use(self, cmd: c.SetSpotInUseCmd) -> str:
+        account = self._account(cmd.account)
+        self.require_asset(cmd.asset)
+        account.require_not_before(cmd.at)
+        if account.mode != Mode.PORTFOLIO.value:
+            raise NotAllowedInModeError(f"{cmd.account} is not in portfolio mode")
+        if self.reference.risk_unit(cmd.asset, cmd.at) is None:
+            raise NotAllowedInModeError(f"{cmd.asset} has no risk_unit parameters")
+        account.set_spot_in_use(cmd.at, cmd.asset, cmd.amount)
+        self._touch(account)
+        return APPLIED
+
+    def settle_delivery(self, cmd: c.SettleDeliveryCmd) -> str:
+        """Deliver every linear future whose expiry ≤ `at` and that is not delivered yet, at
+        the mark in force at its expiry (PORTFOLIO-MARGIN §10.11). Idempotent."""
+        due: list[tuple[InstrumentTerms, Decimal]] = []
+        for symbol in sorted(self._stream_names("instrument")):
+            self._instrument(symbol)
+            history = self.reference.instruments[symbol]
+            terms = history.terms.values[-1] if history.terms else None
+            if terms is None or terms.expiry is None or terms.expiry > cmd.at:
+                continue
+            if history.delivered:
+                continue
+            price = history.marks.at(terms.expiry)
+            if price is None:
+                raise NoPriceError(f"{symbol} has no mark at or before its expiry "
+                                   f"{format_at(terms.expiry)}")
+            due.append((terms, price))
+        for terms, price in due:
+            settle = self.require_asset(terms.settle)
+            for account, _ in self._holders_at(terms.symbol, cmd.at):
+                before = account.version
+                account.deliver(period=cmd.at, terms=terms, price=price,
+                                precision=settle.precision)
+                if account.version != before:
+                    self._touch(account)
+            instrument = self._existing_instrument(terms.symbol)
+            instrument.deliver(cmd.at, price)
+            self._record_reference(instrument, "instrument", terms.symbol)
+        return APPLIED
+
+    # ------------------------------------------------------------------ the margin sweep
+
+    def check_margin(self, cmd: c.CheckMarginCmd) -> str:
+        """Run the margin sweep at `at`: automatic top-ups, auto-exchange, margin calls,
+        liquidation triggers, in that order (contract, DESIGN 6.11). Idempotent by `at`."""
+        key = c.idempotency_key(cmd) or ""
+        if self._prior(key):
+            return ACKNOWLEDGED
+        previous = self._previous_sweep(cmd.at)
+        for name in self.account_names():
+            account = self.find_account(name)
+            if account is None or self._opened_after(account, cmd.at):
+                continue
+            self._sweep_account(account, cmd.at, previous)
+        self._add_sweep_time(cmd.at)
+        self._remember(key, content_hash(cmd.content()), cmd.at)
+        return APPLIED
+
+    def _opened_after(self, account: Account, at: datetime) -> bool:
+        return account.version == 1 and account.last_at > at
+
+    def _sweep_times_list(self) -> list[int]:
+        if self._sweep_times is None:
+            self._sweep_times = sorted(self.index.command_times("check_margin|@"))
+        return self._sweep_times
+
+    def _previous_sweep(self, at: datetime) -> int | None:
+        times = self._sweep_times_list()
+        index = bisect_left(times, to_micros(at))
+        return times[index - 1] if index else None
+
+    def _add_sweep_time(self, at: datetime) -> None:
+        insort(self._sweep_times_list(), to_micros(at))
+
+    def _sweep_account(self, account: Account, at: datetime, previous: int | None) -> None:
+        market = self.market_for(account, at)
+        before = account.version
+        self._top_up_isolated(account, market, at)
+        self._auto_exchange(account, market, at)
+        figures = rules.evaluate(account.snapshot(), market, limits=False)
+        now = sweep_flags(account, market, figures)
+        then = self._flags_at(account, previous)
+        if Mode(account.mode) is not Mode.PORTFOLIO:
+            if now.at_call and not then.at_call:
+                account.issue_margin_call(at, figures.margin)
+            if now.past_liquidation and not then.past_liquidation:
+                account.trigger_cross_liquidation(at, figures.margin)
+            for symbol in sorted(now.isolated_past - then.isolated_past):
+                price, mark = now.isolated_prices[symbol]
+                account.trigger_isolated_liquidation(at, symbol, price, mark)
+        else:
+            if now.at_call and not then.at_call:
+                account.issue_margin_call(at, figures.margin)
+            level = figures.margin.margin_level
+            if level is not None and level <= market.portfolio.liquidation_level:
+                # Portfolio mode plans again at every sweep at or below the level (§10.10).
+                plan = liquidation_plan(account.snapshot(), market)
+                account.plan_liquidation(at, figures.margin, plan, market.portfolio.target_level)
+        if account.version != before:
+            self._touch(account)
+        self._sweep_memory[account.id] = (to_micros(at), now)
+
+    def _top_up_isolated(self, account: Account, market: rules.Market, at: datetime) -> None:
+        for held in list(account.positions.values()):
+            symbol = held["symbol"]
+            if held["margin_type"] != ISOLATED or not account.auto_add.get(symbol):
+                continue
+            terms = market.instruments[symbol]
+            mark = market.mark(symbol, held["entry_price"])
+            state = account.isolated_view(symbol, terms)
+            if not is_at_liquidation(rules.isolated_view(state, terms), mark):
+                continue
+            available = rules.available_after_withdrawal(account.snapshot(), market,
+                                                         terms.settle, ZERO)
+            account.top_up(at=account.posting_time(at), terms=terms, mark=mark,
+                           available=available)
+
+    def _flags_at(self, account: Account, previous: int | None) -> SweepFlags:
+        """Return what the sweep at `previous` found for this account (from memory, or
+        re-evaluated from the account and prices as they were then)."""
+        if previous is None:
+            return SweepFlags()
+        remembered = self._sweep_memory.get(account.id)
+        if remembered is not None and remembered[0] == previous:
+            return remembered[1]
+        moment = from_micros(previous)
+        then = self.account_at(account.name, moment)
+        if then is None:
+            return SweepFlags()
+        market = self.market_for(then, moment)
+        return sweep_flags(then, market, rules.evaluate(then.snapshot(), market, limits=False))
 
     # ------------------------------------------------------------------ periodic
 
@@ -775,11 +977,187 @@ class Ledger(Application[UUID]):
     # ------------------------------------------------------------------ interest
 
     def interest_view(self, account: Account, at: datetime) -> dict[str, dict[str, Decimal]]:
-        """Return {asset: {accrued, charged}} for the state's `interest` map (issue 4)."""
-        return {
-            asset: {"accrued": ZERO, "charged": charged}
-            for asset, charged in account.interest_charged.items()
-        }
+        """Return {asset: {accrued, charged}}: every asset that has had a liability while it
+        carried an interest configuration; `accrued` is exact as of `at`, not yet charged."""
+        view: dict[str, dict[str, Decimal]] = {}
+        for asset in sorted(set(account.balances) | set(account.interest_charged)):
+            self._asset(asset)
+            history = self.reference.assets.get(asset)
+            if history is None or not any(t.interest for t in history.terms.values):
+                continue
+            accrued, had_debt = self.accrued_interest(account, asset, at)
+            charged = account.interest_charged.get(asset, ZERO)
+            if had_debt or charged > ZERO or asset in account.interest_charged:
+                view[asset] = {"accrued": accrued, "charged": charged}
+        return view
+
+    def accrued_interest(self, account: Account, asset: str, end: datetime
+                         ) -> tuple[Decimal, bool]:
+        """Return (interest on `asset` accrued since its last charge up to `end`, whether
+        there was any liability), integrating exactly over every change of the account, of
+        the marks of its cross positions settled in the asset, and of the asset's terms."""
+        start = account.interest_from.get(asset)
+        if self._touched:
+            self.flush()
+        aggregate_id = account_id(account.name)
+        last = self.index.version_at(aggregate_id.hex, to_micros(end))
+        if last is None:
+            return ZERO, False
+        first = 1 if start is None else (self.index.version_at(aggregate_id.hex,
+                                                               to_micros(start)) or 1)
+        state = self.repository.get(aggregate_id, version=first)
+        assert isinstance(state, Account)
+        begin = start if start is not None else state.last_at
+        later = list(self.events.get(aggregate_id, gt=first, lte=last))
+        symbols = {p["symbol"] for p in state.positions.values()} | {
+            e.symbol for e in later if isinstance(e, Account.Filled)}
+        boundaries = {to_micros(begin), to_micros(end)}
+        boundaries.update(to_micros(e.at) for e in later)
+        for symbol in symbols:
+            self._instrument(symbol)
+            history = self.reference.instruments.get(symbol)
+            if history is not None:
+                boundaries.update(t for t, _ in history.marks.between(begin, end))
+                boundaries.update(t for t, _ in history.terms.between(begin, end))
+        asset_history = self.reference.assets[asset]
+        boundaries.update(t for t, _ in asset_history.terms.between(begin, end))
+        points = sorted(b for b in boundaries if to_micros(begin) <= b <= to_micros(end))
+        segments = []
+        had_debt = False
+        pending = iter(later)
+        upcoming = next(pending, None)
+        for here, there in zip(points, points[1:], strict=False):
+            moment = from_micros(here)
+            while upcoming is not None and upcoming.at <= moment:
+                upcoming.mutate(state)
+                upcoming = next(pending, None)
+            debt = liability(self._coin_equity(state, asset, moment))
+            terms = asset_history.terms.at(moment)
+            had_debt = had_debt or (debt > ZERO and terms is not None
+                                    and terms.interest is not None)
+            seconds = Decimal(there - here) / Decimal(1_000_000)
+            segments.append((debt, terms.interest if terms else None, seconds))
+        if not points or len(points) == 1:
+            moment = end
+            while upcoming is not None and upcoming.at <= moment:
+                upcoming.mutate(state)
+                upcoming = next(pending, None)
+            terms = asset_history.terms.at(end)
+            debt = liability(self._coin_equity(state, asset, end))
+            had_debt = debt > ZERO and terms is not None and terms.interest is not None
+        return accrued_over(segments), had_debt
+
+    def _coin_equity(self, account: Account, asset: str, at: datetime) -> Decimal:
+        positions = []
+        for held in account.positions.values():
+            if held["margin_type"] != CROSS:
+                continue
+            terms = self.reference.instrument_terms(held["symbol"], at)
+            if terms is None or terms.settle != asset:
+                continue
+            mark = self.reference.mark_price(held["symbol"], at) or held["entry_price"]
+            positions.append((held["qty"], held["entry_price"], mark, terms.contract_size,
+                              terms.is_inverse))
+        return coin_equity(account.balances.get(asset, ZERO), positions)
+
+    def charge_interest(self, cmd: c.ChargeInterestCmd) -> str:
+        """Charge, per account and asset, the interest accrued up to `at` as one amount
+        (DESIGN §6.8). Idempotent by `at`; nothing accrued, no event."""
+        key = c.idempotency_key(cmd) or ""
+        if self._prior(key):
+            return ACKNOWLEDGED
+        bearing = [name for name in sorted(self._stream_names("asset"))
+                   if self._bears_interest(name)]
+        for name in self.account_names():
+            account = self.find_account(name)
+            if account is None or self._opened_after(account, cmd.at):
+                continue
+            for asset in bearing:
+                if asset not in account.balances:
+                    continue
+                if not self._may_owe(account, asset, cmd.at):
+                    continue
+                accrued, _ = self.accrued_interest(account, asset, cmd.at)
+                if accrued > ZERO:
+                    terms = self.require_asset(asset)
+                    account.charge_interest(period=cmd.at, asset=asset, accrued=accrued,
+                                            precision=terms.precision)
+                    self._touch(account)
+        self._remember(key, content_hash(cmd.content()), cmd.at)
+        return APPLIED
+
+    def repay(self, cmd: c.RepayCmd) -> str:
+        """Convert `with_asset` at index prices into the debt coin (seed 000 §4)."""
+        key = c.idempotency_key(cmd) or ""
+        repeat, digest = self._repeat(key, cmd)
+        if repeat:
+            return ACKNOWLEDGED
+        account = self._account(cmd.account)
+        terms = self.require_asset(cmd.asset)
+        giver = self.require_asset(cmd.with_asset)
+        if cmd.asset == cmd.with_asset:
+            raise InvalidInputError("repay needs another asset to convert")
+        self._check_places(cmd.amount, terms)
+        account.require_not_before(cmd.at)
+        for asset in (cmd.asset, cmd.with_asset):
+            if self.reference.index_price(asset, cmd.at) is None:
+                raise NoPriceError(f"{asset} has no index price")
+        market = self.market_for(account, cmd.at, (cmd.asset, cmd.with_asset))
+        account.repay(at=cmd.at, command_id=cmd.id, asset=cmd.asset, amount=cmd.amount,
+                      with_asset=cmd.with_asset, market=market,
+                      with_precision=giver.precision)
+        self._touch(account)
+        self._remember(key, digest, cmd.at)
+        return APPLIED
+
+    def _auto_exchange(self, account: Account, market: rules.Market, at: datetime) -> None:
+        """Cover coins whose negative balance is worth more than their threshold by
+        converting the other positive assets pro rata to their effective collateral, at
+        index × discount (seed 001; DESIGN §6.9 and 6.11)."""
+        if Mode(account.mode) is Mode.SINGLE_ASSET:
+            return
+        for asset, wallet in sorted(account.balances.items()):
+            terms = market.asset_terms(asset)
+            index = market.index(asset)
+            threshold, discount = terms.auto_exchange_threshold_usd, terms.auto_exchange_discount
+            if wallet >= ZERO or index is None or threshold is None or discount is None:
+                continue
+            deficit = -wallet
+            if deficit * index <= threshold:
+                continue
+            figures = rules.evaluate(account.snapshot(), market, limits=False)
+            givers = [
+                (other, entry.effective_usd, entry.index_price)
+                for other, entry in figures.collateral.items()
+                if other != asset and entry.equity > ZERO and entry.index_price
+                and entry.effective_usd > ZERO
+            ]
+            total = sum((weight for _, weight, _ in givers), ZERO)
+            if total <= ZERO:
+                continue
+            shares = auto_exchange_shares(deficit, index, discount, givers, total,
+                                          terms.precision)
+            for other, received, given_exact, other_index in shares:
+                precision = market.asset_terms(other).precision
+                account.auto_exchange(at=at, asset=asset, received=received,
+                                      with_asset=other, with_exact=given_exact,
+                                      discount=discount, asset_index=index,
+                                      with_index=other_index, with_precision=precision)
+
+    def _bears_interest(self, asset: str) -> bool:
+        self._asset(asset)
+        history = self.reference.assets.get(asset)
+        return history is not None and any(t.interest for t in history.terms.values)
+
+    def _may_owe(self, account: Account, asset: str, at: datetime) -> bool:
+        """Tell whether the account can have owed `asset` since its last charge: it owes now,
+        has cross positions settled in it, or has had events since."""
+        start = account.interest_from.get(asset)
+        if start is None or account.last_at > start:
+            return True
+        if account.balances.get(asset, ZERO) < ZERO:
+            return True
+        return any(held["margin_type"] == CROSS for held in account.positions.values())
 
     # ------------------------------------------------------------------ history
 
@@ -801,6 +1179,39 @@ class Ledger(Application[UUID]):
         account = self.repository.get(aggregate_id, version=version)
         assert isinstance(account, Account)
         return account
+
+
+@dataclass(frozen=True)
+class SweepFlags:
+    """What a sweep found for one account: the crossings it signals are changes of these."""
+
+    at_call: bool = False
+    past_liquidation: bool = False
+    isolated_past: frozenset[str] = frozenset()
+    isolated_prices: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
+
+
+def sweep_flags(account: Account, market: rules.Market, figures: rules.AccountFigures
+                ) -> SweepFlags:
+    margin = figures.margin
+    at_call = margin.past_liquidation or is_at_call_level(
+        margin.maintenance_margin_usd, margin.effective_equity_usd, MARGIN_CALL_LEVEL)
+    if margin.margin_ratio is not None and Mode(account.mode) is Mode.SINGLE_ASSET:
+        at_call = at_call or margin.margin_ratio >= MARGIN_CALL_LEVEL
+    past: set[str] = set()
+    prices: dict[str, tuple[Decimal, Decimal]] = {}
+    for held in account.positions.values():
+        if held["margin_type"] != ISOLATED:
+            continue
+        symbol = held["symbol"]
+        terms = market.instruments[symbol]
+        mark = market.mark(symbol, held["entry_price"])
+        view = rules.isolated_view(account.isolated_view(symbol, terms), terms)
+        price = isolated_liquidation_price(view, mark)
+        if price is not None and is_at_liquidation(view, mark):
+            past.add(symbol)
+            prices[symbol] = (price, mark)
+    return SweepFlags(at_call, margin.past_liquidation, frozenset(past), prices)
 
 
 def _or(value: Decimal | None, default: Decimal) -> Decimal:

@@ -16,6 +16,7 @@ State is plain dicts of Decimals so that snapshots transcode as they are:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -26,8 +27,10 @@ from ledger.domain.chain import GENESIS, chain_hash
 from ledger.domain.postings import (
     SYSTEM_CLEARING,
     SYSTEM_CUSTODY,
+    SYSTEM_EXCHANGE,
     SYSTEM_FEES,
     SYSTEM_FUNDING,
+    SYSTEM_INSURANCE,
     SYSTEM_INTEREST,
     Posting,
     rounded_change,
@@ -36,13 +39,17 @@ from ledger.domain.postings import (
 from ledger.errors import (
     InsufficientBalanceError,
     InsufficientMarginError,
+    InvalidInputError,
     LeverageTooHighError,
+    NotAllowedInModeError,
     ModeChangeBlockedError,
     OutOfOrderError,
 )
 from ledger.numbers import ZERO, round_paid, to_str
 from ledger.rules import margin as rules
 from ledger.rules.funding import funding_change, session_settlement_change
+from ledger.rules.liquidation import auto_top_up_amount, isolated_liquidation_price
+from ledger.rules.liquidation_plan import Plan as LiquidationPlan
 from ledger.rules.maintenance import initial_leverage, max_leverage
 from ledger.rules.positions import apply_fill, fill_fee, isolated_margin_for, notional
 from ledger.rules.terms import InstrumentTerms, Mode
@@ -432,6 +439,319 @@ class Account(Aggregate):
             sell_qty=sell[0] if sell else None, sell_price=sell[1] if sell else None,
         )
 
+    # ------------------------------------------------------------------ isolated margin
+
+    class AutoAddMarginSet(Event):
+        symbol: str
+        enabled: bool
+
+        def evolve(self, account: Account) -> None:
+            account.auto_add[self.symbol] = self.enabled
+
+    def set_auto_add_margin(self, at: datetime, symbol: str, enabled: bool) -> None:
+        self._record(Account.AutoAddMarginSet, at=at, symbol=symbol, enabled=enabled)
+
+    class PositionMarginChanged(Event):
+        """Base of events that move margin into or out of an isolated position: not a
+        posting, the margin stays part of the wallet balance (DESIGN 6.11)."""
+
+        symbol: str
+        amount: Decimal
+        position_margin: Decimal
+        liquidation_price: Decimal | None
+
+        def evolve(self, account: Account) -> None:
+            held = account.positions.get(position_key(self.symbol, ISOLATED))
+            if held is not None:
+                held["position_margin"] = self.position_margin
+
+    class IsolatedMarginAdjusted(PositionMarginChanged):
+        command_id: str
+
+    class MarginToppedUp(PositionMarginChanged):
+        margin_type: str
+        mark_price: Decimal
+
+    def isolated_view(self, symbol: str, terms: InstrumentTerms,
+                      margin: Decimal | None = None) -> rules.PositionState:
+        held = self.position(symbol, ISOLATED)
+        assert held is not None
+        return rules.PositionState(
+            symbol=symbol, margin_type=ISOLATED, qty=held["qty"],
+            entry_price=held["entry_price"],
+            position_margin=held["position_margin"] if margin is None else margin,
+            leverage=self.leverage_for(terms), auto_add_margin=self.auto_add.get(symbol, False),
+        )
+
+    def adjust_isolated_margin(
+        self, *, at: datetime, command_id: str, terms: InstrumentTerms, amount: Decimal,
+        market: rules.Market,
+    ) -> None:
+        """Add margin from the available balance, or remove it down to the initial margin."""
+        held = self.position(terms.symbol, ISOLATED)
+        if held is None:
+            raise InvalidInputError(f"{self.name} has no isolated position on {terms.symbol}")
+        margin = held["position_margin"]
+        if amount > ZERO:
+            free = rules.available_after_withdrawal(self.snapshot(), market, terms.settle, ZERO)
+            if amount > free:
+                raise InsufficientMarginError(
+                    f"{self.name}: adding {to_str(amount)} {terms.settle} > available "
+                    f"{to_str(max(free, ZERO))}")
+        else:
+            initial = isolated_margin_for(held["qty"], terms.contract_size, held["entry_price"],
+                                          self.leverage_for(terms), terms.is_inverse)
+            if margin + amount < initial:
+                raise InsufficientMarginError(
+                    f"{self.name}: removing {to_str(-amount)} {terms.settle} would leave "
+                    f"{to_str(margin + amount)} < initial margin {to_str(initial)}")
+        after = margin + amount
+        state = self.isolated_view(terms.symbol, terms, after)
+        mark = market.mark(terms.symbol, held["entry_price"])
+        price = isolated_liquidation_price(rules.isolated_view(state, terms), mark)
+        self._record(Account.IsolatedMarginAdjusted, at=at, command_id=command_id,
+                     symbol=terms.symbol, amount=amount, position_margin=after,
+                     liquidation_price=price)
+
+    def top_up(self, *, at: datetime, terms: InstrumentTerms, mark: Decimal,
+               available: Decimal) -> bool:
+        """Top an isolated position up at the sweep when the mark has reached its liquidation
+        price (DESIGN §6.5): its MM, or E·Q·F/leverage, or what is left. True if it did."""
+        state = self.isolated_view(terms.symbol, terms)
+        view = rules.isolated_view(state, terms)
+        amount = auto_top_up_amount(view, mark, terms.auto_add_amount, available)
+        if amount <= ZERO:
+            return False
+        after = state.position_margin + amount
+        price = isolated_liquidation_price(rules.isolated_view(
+            self.isolated_view(terms.symbol, terms, after), terms), mark)
+        self._record(Account.MarginToppedUp, at=at, symbol=terms.symbol, margin_type=ISOLATED,
+                     amount=amount, position_margin=after, liquidation_price=price,
+                     mark_price=mark)
+        return True
+
+    # ------------------------------------------------------------------ signals
+
+    class MarginCallIssued(Event):
+        margin_ratio: Decimal | None
+        margin_level: Decimal | None
+        effective_equity_usd: Decimal
+        maintenance_margin_usd: Decimal
+
+    class LiquidationTriggered(Event):
+        """A signal: nothing changes until liquidation fills arrive (DESIGN 6.11). Cross:
+        the ratio it was decided on; isolated: the symbol, its liquidation price and mark;
+        portfolio: the level and a summary of the plan that follows (contract/portfolio.md)."""
+
+        margin_type: str
+        symbol: str | None
+        liquidation_price: Decimal | None
+        mark_price: Decimal | None
+        margin_ratio: Decimal | None
+        margin_level: Decimal | None
+        effective_equity_usd: Decimal | None
+        maintenance_margin_usd: Decimal | None
+        mode: str | None = None
+        target_level: Decimal | None = None
+        steps: int | None = None
+        final_margin_level: Decimal | None = None
+        target_reached: bool | None = None
+
+    class LiquidationStepPlanned(Event):
+        step: int
+        stage: str
+        underlying: str
+        symbol: str
+        side: str
+        qty: Decimal
+        price: Decimal
+        fee: Decimal
+        margin_level_after: Decimal | None
+
+    def plan_liquidation(self, at: datetime, margin: rules.MarginFigures,
+                         plan: LiquidationPlan, target_level: Decimal) -> None:
+        """Signal a portfolio liquidation and record its staged plan (PORTFOLIO-MARGIN
+        §10.10): the trigger, then one event per leg."""
+        when = self.posting_time(at)
+        self._record(Account.LiquidationTriggered, at=when, margin_type=CROSS, symbol=None,
+                     liquidation_price=None, mark_price=None, margin_ratio=margin.margin_ratio,
+                     margin_level=margin.margin_level,
+                     effective_equity_usd=margin.effective_equity_usd,
+                     maintenance_margin_usd=margin.maintenance_margin_usd, mode=self.mode,
+                     target_level=target_level, steps=plan.steps,
+                     final_margin_level=plan.final_margin_level,
+                     target_reached=plan.target_reached)
+        for leg in plan.legs:
+            self._record(Account.LiquidationStepPlanned, at=when, step=leg.step,
+                         stage=leg.stage, underlying=leg.underlying, symbol=leg.symbol,
+                         side=leg.side, qty=leg.qty, price=leg.price, fee=leg.fee,
+                         margin_level_after=leg.margin_level_after)
+
+    def issue_margin_call(self, at: datetime, margin: rules.MarginFigures) -> None:
+        self._record(Account.MarginCallIssued, at=self.posting_time(at),
+                     margin_ratio=margin.margin_ratio, margin_level=margin.margin_level,
+                     effective_equity_usd=margin.effective_equity_usd,
+                     maintenance_margin_usd=margin.maintenance_margin_usd)
+
+    def trigger_cross_liquidation(self, at: datetime, margin: rules.MarginFigures) -> None:
+        self._record(Account.LiquidationTriggered, at=self.posting_time(at), margin_type=CROSS,
+                     symbol=None, liquidation_price=None, mark_price=None,
+                     margin_ratio=margin.margin_ratio, margin_level=margin.margin_level,
+                     effective_equity_usd=margin.effective_equity_usd,
+                     maintenance_margin_usd=margin.maintenance_margin_usd)
+
+    def trigger_isolated_liquidation(self, at: datetime, symbol: str, price: Decimal,
+                                     mark: Decimal) -> None:
+        self._record(Account.LiquidationTriggered, at=self.posting_time(at),
+                     margin_type=ISOLATED, symbol=symbol, liquidation_price=price,
+                     mark_price=mark, margin_ratio=None, margin_level=None,
+                     effective_equity_usd=None, maintenance_margin_usd=None)
+
+    class InsuranceCovered(MoneyMoved):
+        asset: str
+        amount: Decimal
+        shortfall: Decimal
+
+    def cover_shortfall(self, at: datetime, asset: str, shortfall: Decimal,
+                        precision: int) -> None:
+        """Cover what a liquidation left below zero from `system:insurance`, rounded up so
+        that the account is not left below zero."""
+        amount = round_paid(shortfall, precision)
+        postings = transfer(SYSTEM_INSURANCE, self.name, asset, amount)
+        self._record(Account.InsuranceCovered, at=at, asset=asset, amount=amount,
+                     shortfall=shortfall, postings=postings)
+
+    # ------------------------------------------------------------------ debt
+
+    class DebtRepaid(MoneyMoved):
+        command_id: str
+        asset: str
+        amount: Decimal  # of the debt coin, received
+        with_asset: str
+        with_amount: Decimal  # given, rounded up
+        asset_index: Decimal
+        with_index: Decimal
+
+    class AutoExchanged(MoneyMoved):
+        asset: str
+        amount: Decimal  # of the negative coin, received
+        with_asset: str
+        with_amount: Decimal  # given, rounded up
+        discount: Decimal
+        asset_index: Decimal
+        with_index: Decimal
+
+    def _conversion_postings(
+        self, asset: str, amount: Decimal, with_asset: str, with_exact: Decimal,
+        with_precision: int,
+    ) -> list[Posting]:
+        """The account receives `amount` of `asset` and gives `with_exact` of `with_asset`
+        rounded up; both legs against `system:exchange` (DESIGN §3, §4)."""
+        given = rounded_change(self.name, SYSTEM_EXCHANGE, with_asset, -with_exact,
+                               with_precision)
+        return [*transfer(SYSTEM_EXCHANGE, self.name, asset, amount), *given]
+
+    def repay(
+        self, *, at: datetime, command_id: str, asset: str, amount: Decimal, with_asset: str,
+        market: rules.Market, with_precision: int,
+    ) -> None:
+        """Convert `with_asset` at index prices into the debt coin (seed 000 §4)."""
+        asset_index = market.index(asset)
+        with_index = market.index(with_asset)
+        assert asset_index is not None and with_index is not None
+        debt = -rules.evaluate(self.snapshot(), market, limits=False).collateral[asset].equity
+        if amount > debt:
+            raise InvalidInputError(
+                f"{self.name}: repaying {to_str(amount)} {asset} > debt {to_str(max(debt, ZERO))}")
+        exact = amount * asset_index / with_index
+        given = round_paid(exact, with_precision)
+        wallet = self.balances.get(with_asset, ZERO)
+        if given > wallet:
+            raise InsufficientBalanceError(
+                f"{self.name}: repaying needs {to_str(given)} {with_asset} > wallet "
+                f"{to_str(wallet)}")
+        before = rules.evaluate(self.snapshot(), market, limits=False).margin.available_usd
+        balances = dict(self.balances)
+        balances[asset] = balances.get(asset, ZERO) + amount
+        balances[with_asset] = wallet - given
+        trial = _with_balances(self.snapshot(), balances)
+        after = rules.evaluate(trial, market, limits=False).margin.available_usd
+        if after < ZERO and after < before:
+            raise InsufficientMarginError(
+                f"{self.name}: repaying with {with_asset} would leave available "
+                f"{to_str(after)} USD")
+        postings = self._conversion_postings(asset, amount, with_asset, exact, with_precision)
+        self._record(Account.DebtRepaid, at=at, command_id=command_id, asset=asset,
+                     amount=amount, with_asset=with_asset, with_amount=given,
+                     asset_index=asset_index, with_index=with_index, postings=postings)
+
+    def auto_exchange(
+        self, *, at: datetime, asset: str, received: Decimal, with_asset: str,
+        with_exact: Decimal, discount: Decimal, asset_index: Decimal, with_index: Decimal,
+        with_precision: int,
+    ) -> None:
+        postings = self._conversion_postings(asset, received, with_asset, with_exact,
+                                             with_precision)
+        self._record(Account.AutoExchanged, at=self.posting_time(at), asset=asset,
+                     amount=received, with_asset=with_asset,
+                     with_amount=round_paid(with_exact, with_precision), discount=discount,
+                     asset_index=asset_index, with_index=with_index, postings=postings)
+
+    # ------------------------------------------------------------------ portfolio
+
+    class SpotInUseSet(Event):
+        asset: str
+        amount: Decimal | None  # None: automatic
+
+        def evolve(self, account: Account) -> None:
+            if self.amount is None:
+                account.spot_in_use.pop(self.asset, None)
+            else:
+                account.spot_in_use[self.asset] = self.amount
+
+    def set_spot_in_use(self, at: datetime, asset: str, amount: Decimal | None) -> None:
+        if self.mode != Mode.PORTFOLIO.value:
+            raise NotAllowedInModeError(f"{self.name} is not in portfolio mode")
+        self._record(Account.SpotInUseSet, at=at, asset=asset, amount=amount)
+
+    class FutureDelivered(MoneyMoved):
+        period: datetime
+        symbol: str
+        margin_type: str
+        side: str
+        qty: Decimal
+        entry_price: Decimal
+        delivery_price: Decimal
+        realized_pnl: Decimal
+        fee: Decimal
+
+        def evolve(self, account: Account) -> None:
+            account._apply_postings(self.postings)
+            account.positions.pop(position_key(self.symbol, self.margin_type), None)
+
+    def deliver(self, *, period: datetime, terms: InstrumentTerms, price: Decimal,
+                precision: int) -> None:
+        """Close every position on a delivered future at the delivery price, posting its
+        realised PnL and the delivery fee (PORTFOLIO-MARGIN §10.11)."""
+        for margin_type in (CROSS, ISOLATED):
+            held = self.position(terms.symbol, margin_type)
+            if held is None:
+                continue
+            qty = held["qty"]
+            outcome = apply_fill(qty, held["entry_price"], -qty, price, terms.contract_size,
+                                 terms.is_inverse)
+            fee = fill_fee(qty, terms.contract_size, price, terms.delivery_fee_rate,
+                           terms.is_inverse)
+            postings = rounded_change(self.name, SYSTEM_CLEARING, terms.settle,
+                                      outcome.realized_pnl, precision)
+            if fee != ZERO:
+                postings += rounded_change(self.name, SYSTEM_FEES, terms.settle, -fee, precision)
+            self._record(Account.FutureDelivered, at=self.posting_time(period), period=period,
+                         symbol=terms.symbol, margin_type=margin_type,
+                         side="long" if qty > ZERO else "short", qty=abs(qty),
+                         entry_price=held["entry_price"], delivery_price=price,
+                         realized_pnl=outcome.realized_pnl, fee=fee, postings=postings)
+
     # ------------------------------------------------------------------ periodic
 
     class FundingSettled(MoneyMoved):
@@ -513,6 +833,12 @@ class Account(Aggregate):
         self._record(Account.InterestCharged, at=self.posting_time(period), period=period,
                      asset=asset, amount=round_paid(accrued, precision), accrued=accrued,
                      postings=postings)
+
+
+def _with_balances(
+    snapshot: rules.AccountSnapshot, balances: dict[str, Decimal]
+) -> rules.AccountSnapshot:
+    return replace(snapshot, balances=balances)
 
 
 def _order(pair: list[Decimal] | None) -> rules.RestingOrder | None:

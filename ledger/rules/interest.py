@@ -9,9 +9,11 @@ Example: 10,000 at 10 % for 3,600 s → 10,000 × 0.10 × 3,600 / 31,536,000 = 0
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
 from ledger.numbers import ZERO
+from ledger.rules.positions import unrealized_pnl
 from ledger.rules.terms import FreeMode, InterestTerms
 from ledger.times import SECONDS_PER_YEAR
 
@@ -44,3 +46,30 @@ def interest_accrued(debt: Decimal, terms: InterestTerms, elapsed_s: Decimal) ->
     if base == ZERO:
         return ZERO
     return base * terms.annual_rate * elapsed_s / SECONDS_PER_YEAR
+
+
+def coin_equity(
+    wallet: Decimal, positions: Sequence[tuple[Decimal, Decimal, Decimal, Decimal, bool]]
+) -> Decimal:
+    """Return a coin's equity: wallet + unrealised PnL of the cross positions settled in it.
+
+    `positions` are (qty, entry, mark, contract_size, inverse). DESIGN §6.1, §6.8.
+    """
+    total = wallet
+    for qty, entry, mark, size, inverse in positions:
+        total += unrealized_pnl(qty, entry, mark, size, inverse)
+    return total
+
+
+def accrued_over(segments: Iterable[tuple[Decimal, InterestTerms | None, Decimal]]) -> Decimal:
+    """Return the interest accrued over consecutive intervals of constant debt and terms:
+    Σ interest_accrued(debt_i, terms_i, seconds_i), exact (DESIGN §6.8: "piecewise over the
+    intervals between the events that change the liability, the rate or the prices").
+
+    Example: 10,000 for 1,800 s then 5,000 for 1,800 s at 10 % → 0.0570776… + 0.0285388…
+    """
+    total = ZERO
+    for debt, terms, seconds in segments:
+        if terms is not None:
+            total += interest_accrued(debt, terms, seconds)
+    return total

@@ -388,25 +388,32 @@ def _ratios(core: _Core) -> None:
         core.past_liquidation = core.ratio is None or core.ratio >= 1
 
 
-def _portfolio_totals(core: _Core, account: AccountSnapshot, market: Market) -> None:
-    """Risk units plus borrowing (PORTFOLIO-MARGIN.md §10.8)."""
-    _pooled_totals(core, market)
-    order_im_usd = core.im_usd  # only orders are in core.im in portfolio mode
+def unit_items(
+    positions: Iterable[tuple[PositionState, InstrumentTerms, Decimal]], market: Market
+) -> dict[str, list[pm.UnitItem]]:
+    """Return each underlying's derivative items (PORTFOLIO-MARGIN §10.3), by base asset."""
     items: dict[str, list[pm.UnitItem]] = {}
-    for position in core.positions:
-        terms = position.terms
+    for state, terms, mark in positions:
         settle_index = market.index(terms.settle) or ZERO
         items.setdefault(terms.base, []).append(pm.UnitItem(
             symbol=terms.symbol,
             kind=terms.kind,
-            qty=position.state.qty,
+            qty=state.qty,
             contract_size=terms.contract_size,
-            mark=position.mark,
+            mark=mark,
             settle_index=Decimal(1) if terms.is_inverse else settle_index,
             margin_currency="USD" if terms.is_inverse else terms.settle,
             expiry=terms.expiry,
             taker_fee_rate=terms.taker_fee_rate,
         ))
+    return items
+
+
+def _portfolio_totals(core: _Core, account: AccountSnapshot, market: Market) -> None:
+    """Risk units plus borrowing (PORTFOLIO-MARGIN.md §10.8)."""
+    _pooled_totals(core, market)
+    order_im_usd = core.im_usd  # only orders are in core.im in portfolio mode
+    items = unit_items([(p.state, p.terms, p.mark) for p in core.positions], market)
     underlyings = set(items) | {
         asset for asset, amount in account.spot_in_use.items()
         if amount is not None and amount > ZERO and core.equity.get(asset, ZERO) > ZERO
