@@ -16,7 +16,7 @@ ZERO = Decimal(0)
 ONE = Decimal(1)
 PRECISION = 34
 
-_DECIMAL_TEXT = re.compile(r"-?\d+(\.\d+)?\Z")
+_DECIMAL_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?\Z")  # ASCII digits only, as JSON
 
 
 def context() -> decimal.Context:

@@ -14,7 +14,8 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SECONDS_PER_YEAR = 31_536_000  # 365 days, as DESIGN §6.8 and PORTFOLIO-MARGIN §10.1 say
 
 _RFC3339 = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})\Z"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})\Z"
 )
 
 
@@ -23,7 +24,7 @@ def parse_at(text: str) -> datetime:
     if not isinstance(text, str) or not _RFC3339.match(text):
         raise ValueError(f"not an RFC 3339 time: {text!r}")
     normalised = text.replace("z", "Z").replace("Z", "+00:00").replace("t", "T")
-    fraction = re.search(r"\.(\d+)", normalised)
+    fraction = re.search(r"\.([0-9]+)", normalised)
     if fraction and len(fraction.group(1)) > 6:
         digits = fraction.group(1)
         if digits[6:].strip("0"):

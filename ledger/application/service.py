@@ -15,6 +15,7 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from copy import deepcopy
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -55,6 +56,7 @@ from ledger.rules import margin as rules
 from ledger.rules.exchange import auto_exchange_shares
 from ledger.rules.funding import is_funding_time
 from ledger.rules.interest import accrued_over, coin_equity, liability
+from ledger.rules.positions import unrealized_pnl
 from ledger.rules.liquidation import is_at_liquidation, isolated_liquidation_price
 from ledger.rules.liquidation_plan import liquidation_plan
 from ledger.rules.maintenance import derived_deductions
@@ -147,6 +149,7 @@ class Ledger(Application[UUID]):
             "set_spot_in_use": self.set_spot_in_use,
             "settle_delivery": self.settle_delivery,
         }
+        self._copies: dict[UUID, tuple[int, Account]] = {}  # state at the last checkpoint
         self._sweep_times: list[int] | None = None
         self._sweep_memory: dict[UUID, tuple[int, SweepFlags]] = {}
 
@@ -210,6 +213,9 @@ class Ledger(Application[UUID]):
         self._versions_before = {}
         self._side = SideRows()
         self._keys.clear()
+        self._sweep_times = None
+        self._sweep_memory.clear()
+        self._copies.clear()
 
     def _snapshot(self, aggregates: list[Aggregate]) -> None:
         if self.snapshots is None:
@@ -837,6 +843,11 @@ class Ledger(Application[UUID]):
         insort(self._sweep_times_list(), to_micros(at))
 
     def _sweep_account(self, account: Account, at: datetime, previous: int | None) -> None:
+        if not account.positions and not account.orders and all(
+                balance >= ZERO for balance in account.balances.values()):
+            # Nothing to top up, exchange, call or liquidate: no requirement, no debt.
+            self._sweep_memory[account.id] = (to_micros(at), SweepFlags())
+            return
         market = self.market_for(account, at)
         before = account.version
         self._top_up_isolated(account, market, at)
@@ -985,66 +996,120 @@ class Ledger(Application[UUID]):
             history = self.reference.assets.get(asset)
             if history is None or not any(t.interest for t in history.terms.values):
                 continue
-            accrued, had_debt = self.accrued_interest(account, asset, at)
+            accrued, had_debt, _ = self.accrued_interest(account, asset, at)
             charged = account.interest_charged.get(asset, ZERO)
             if had_debt or charged > ZERO or asset in account.interest_charged:
                 view[asset] = {"accrued": accrued, "charged": charged}
         return view
 
     def accrued_interest(self, account: Account, asset: str, end: datetime
-                         ) -> tuple[Decimal, bool]:
-        """Return (interest on `asset` accrued since its last charge up to `end`, whether
-        there was any liability), integrating exactly over every change of the account, of
-        the marks of its cross positions settled in the asset, and of the asset's terms."""
-        start = account.interest_from.get(asset)
+                         ) -> tuple[Decimal, bool, Account | None]:
+        """Return (interest on `asset` accrued and not yet charged as of `end`, whether there
+        was any liability, the account folded up to `end`), integrating exactly over every
+        change of the account, of the marks of its cross positions settled in the asset, and
+        of the asset's terms (DESIGN §6.8). Starts from the last charge or interest
+        checkpoint, whichever is later."""
+        found = self._state_since(account, asset, end)
+        if found is None:
+            return ZERO, False, None
+        state, begin, later, carried = found
+        cuts = sorted({begin, *(e.at for e in later if begin < e.at < end)})
+        total, had_debt = carried, carried > ZERO
+        pending = iter(later)
+        upcoming = next(pending, None)
+        for here, there in zip(cuts, [*cuts[1:], end], strict=True):
+            while upcoming is not None and upcoming.at <= here:
+                upcoming.mutate(state)
+                upcoming = next(pending, None)
+            accrued, owed = self._accrue_between(state, asset, here, there)
+            total += accrued
+            had_debt = had_debt or owed
+        while upcoming is not None and upcoming.at <= end:
+            upcoming.mutate(state)
+            upcoming = next(pending, None)
+        if begin >= end:
+            terms = self.reference.asset_terms(asset, end)
+            owed = liability(self._coin_equity(state, asset, end)) > ZERO
+            had_debt = had_debt or (owed and terms is not None and terms.interest is not None)
+        return total, had_debt, state
+
+    def _state_since(
+        self, account: Account, asset: str, end: datetime
+    ) -> tuple[Account, datetime, list[Any], Decimal] | None:
+        """Return where accrual resumes: the account as it was then (a private copy), that
+        time, the account's events after it up to `end`, and the interest carried from it."""
         if self._touched:
             self.flush()
         aggregate_id = account_id(account.name)
-        last = self.index.version_at(aggregate_id.hex, to_micros(end))
+        stream = aggregate_id.hex
+        last = self.index.version_at(stream, to_micros(end))
         if last is None:
-            return ZERO, False
-        first = 1 if start is None else (self.index.version_at(aggregate_id.hex,
-                                                               to_micros(start)) or 1)
-        state = self.repository.get(aggregate_id, version=first)
+            return None
+        start = account.interest_from.get(asset)
+        checkpoint = self.index.interest_checkpoint(stream, asset, to_micros(end))
+        carried = ZERO
+        if checkpoint is not None and (start is None or checkpoint[0] >= to_micros(start)):
+            begin, first, carried = from_micros(checkpoint[0]), checkpoint[1], Decimal(
+                checkpoint[2])
+        elif start is not None:
+            begin, first = start, self.index.version_at(stream, to_micros(start)) or 1
+        else:
+            begin, first = None, 1
+        first = min(first, last)
+        state = self._account_copy(aggregate_id, first)
+        if begin is None:
+            begin = state.last_at
+        later = list(self.events.get(aggregate_id, gt=first, lte=last)) if last > first else []
+        return state, begin, later, carried
+
+    def _account_copy(self, aggregate_id: UUID, version: int) -> Account:
+        cached = self._copies.get(aggregate_id)
+        if cached is not None and cached[0] == version:
+            return deepcopy(cached[1])
+        state = self.repository.get(aggregate_id, version=version)
         assert isinstance(state, Account)
-        begin = start if start is not None else state.last_at
-        later = list(self.events.get(aggregate_id, gt=first, lte=last))
-        symbols = {p["symbol"] for p in state.positions.values()} | {
-            e.symbol for e in later if isinstance(e, Account.Filled)}
-        boundaries = {to_micros(begin), to_micros(end)}
-        boundaries.update(to_micros(e.at) for e in later)
-        for symbol in symbols:
-            self._instrument(symbol)
-            history = self.reference.instruments.get(symbol)
-            if history is not None:
-                boundaries.update(t for t, _ in history.marks.between(begin, end))
-                boundaries.update(t for t, _ in history.terms.between(begin, end))
-        asset_history = self.reference.assets[asset]
-        boundaries.update(t for t, _ in asset_history.terms.between(begin, end))
-        points = sorted(b for b in boundaries if to_micros(begin) <= b <= to_micros(end))
+        return state
+
+    def _accrue_between(self, state: Account, asset: str, here: datetime, there: datetime
+                        ) -> tuple[Decimal, bool]:
+        """Interest over [here, there), while the account itself does not change: only the
+        marks of its cross positions settled in `asset` and the asset's terms can move."""
+        if here >= there:
+            return ZERO, False
+        wallet = state.balances.get(asset, ZERO)
+        positions = []
+        for held in state.positions.values():
+            terms = self.reference.instrument_terms(held["symbol"], here)
+            if held["margin_type"] == CROSS and terms is not None and terms.settle == asset:
+                positions.append((held, terms))
+        cuts = {to_micros(here)}
+        if positions:
+            floor = wallet
+            for held, terms in positions:
+                marks = self._marks_during(held["symbol"], here, there) or [held["entry_price"]]
+                floor += min(unrealized_pnl(held["qty"], held["entry_price"], mark,
+                                            terms.contract_size, terms.is_inverse)
+                             for mark in marks)
+            if floor >= ZERO:
+                return ZERO, False  # no liability at any mark the interval saw
+            for held, _ in positions:
+                history = self.reference.instruments[held["symbol"]]
+                cuts.update(t for t, _ in history.marks.between(here, there))
+                cuts.update(t for t, _ in history.terms.between(here, there))
+        elif wallet >= ZERO:
+            return ZERO, False
+        series = self.reference.assets[asset].terms
+        cuts.update(t for t, _ in series.between(here, there))
+        points = sorted(t for t in cuts if t < to_micros(there))
         segments = []
         had_debt = False
-        pending = iter(later)
-        upcoming = next(pending, None)
-        for here, there in zip(points, points[1:], strict=False):
-            moment = from_micros(here)
-            while upcoming is not None and upcoming.at <= moment:
-                upcoming.mutate(state)
-                upcoming = next(pending, None)
+        for start, stop in zip(points, [*points[1:], to_micros(there)], strict=True):
+            moment = from_micros(start)
             debt = liability(self._coin_equity(state, asset, moment))
-            terms = asset_history.terms.at(moment)
-            had_debt = had_debt or (debt > ZERO and terms is not None
-                                    and terms.interest is not None)
-            seconds = Decimal(there - here) / Decimal(1_000_000)
-            segments.append((debt, terms.interest if terms else None, seconds))
-        if not points or len(points) == 1:
-            moment = end
-            while upcoming is not None and upcoming.at <= moment:
-                upcoming.mutate(state)
-                upcoming = next(pending, None)
-            terms = asset_history.terms.at(end)
-            debt = liability(self._coin_equity(state, asset, end))
-            had_debt = debt > ZERO and terms is not None and terms.interest is not None
+            terms = series.at(moment)
+            interest = terms.interest if terms else None
+            had_debt = had_debt or (debt > ZERO and interest is not None)
+            segments.append((debt, interest, Decimal(stop - start) / Decimal(1_000_000)))
         return accrued_over(segments), had_debt
 
     def _coin_equity(self, account: Account, asset: str, at: datetime) -> Decimal:
@@ -1060,9 +1125,18 @@ class Ledger(Application[UUID]):
                               terms.is_inverse))
         return coin_equity(account.balances.get(asset, ZERO), positions)
 
+    def _marks_during(self, symbol: str, here: datetime, there: datetime) -> list[Decimal]:
+        """Return the marks in force at some moment of [here, there)."""
+        history = self.reference.instruments[symbol]
+        marks = [history.marks.at(here)] if history.marks.at(here) is not None else []
+        marks += [price for t, price in history.marks.between(here, there)
+                  if t < to_micros(there)]
+        return [m for m in marks if m is not None]
+
     def charge_interest(self, cmd: c.ChargeInterestCmd) -> str:
         """Charge, per account and asset, the interest accrued up to `at` as one amount
-        (DESIGN §6.8). Idempotent by `at`; nothing accrued, no event."""
+        (DESIGN §6.8), and checkpoint what was looked at. Idempotent by `at`; nothing
+        accrued, no event."""
         key = c.idempotency_key(cmd) or ""
         if self._prior(key):
             return ACKNOWLEDGED
@@ -1073,18 +1147,27 @@ class Ledger(Application[UUID]):
             if account is None or self._opened_after(account, cmd.at):
                 continue
             for asset in bearing:
-                if asset not in account.balances:
-                    continue
-                if not self._may_owe(account, asset, cmd.at):
-                    continue
-                accrued, _ = self.accrued_interest(account, asset, cmd.at)
-                if accrued > ZERO:
-                    terms = self.require_asset(asset)
-                    account.charge_interest(period=cmd.at, asset=asset, accrued=accrued,
-                                            precision=terms.precision)
-                    self._touch(account)
+                if asset in account.balances:
+                    self._charge(account, asset, cmd.at)
         self._remember(key, content_hash(cmd.content()), cmd.at)
         return APPLIED
+
+    def _charge(self, account: Account, asset: str, at: datetime) -> None:
+        accrued, _, folded = self.accrued_interest(account, asset, at)
+        on_time = account.last_at <= at
+        if accrued > ZERO:
+            terms = self.require_asset(asset)
+            account.charge_interest(period=at, asset=asset, accrued=accrued,
+                                    precision=terms.precision)
+            self._touch(account)
+            accrued = ZERO
+            folded = account if on_time else None
+        if on_time and folded is not None and folded.version == account.version:
+            # Nothing else can land at or before `at` out of order: checkpoint here.
+            stream = account.id.hex
+            self._side.checkpoints.append((stream, asset, to_micros(at), account.version,
+                                           str(accrued)))
+            self._copies[account.id] = (account.version, deepcopy(account))
 
     def repay(self, cmd: c.RepayCmd) -> str:
         """Convert `with_asset` at index prices into the debt coin (seed 000 §4)."""
@@ -1148,18 +1231,6 @@ class Ledger(Application[UUID]):
         self._asset(asset)
         history = self.reference.assets.get(asset)
         return history is not None and any(t.interest for t in history.terms.values)
-
-    def _may_owe(self, account: Account, asset: str, at: datetime) -> bool:
-        """Tell whether the account can have owed `asset` since its last charge: it owes now,
-        has cross positions settled in it, or has had events since."""
-        start = account.interest_from.get(asset)
-        if start is None or account.last_at > start:
-            return True
-        if account.balances.get(asset, ZERO) < ZERO:
-            return True
-        return any(held["margin_type"] == CROSS for held in account.positions.values())
-
-    # ------------------------------------------------------------------ history
 
     def account_at(self, name: str, at: datetime | None) -> Account | None:
         """Return the account as it was after its last event with `at ≤ at` (None: not yet)."""

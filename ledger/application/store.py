@@ -7,7 +7,10 @@ Every `save()` writes the stored events and, in the same transaction, rows of fo
 - `ledger_event_index`: (stream, version, at, event type) — the time-to-version index that lets
   `state --at T` load exactly the events up to T (with snapshots, DESIGN §8);
 - `ledger_streams`: every stream's kind and name (accounts for sweeps and `--all`);
-- `ledger_holders`: which accounts have ever held a position in a symbol (funding, delivery).
+- `ledger_holders`: which accounts have ever held a position in a symbol (funding, delivery);
+- `ledger_interest_checkpoints`: at each interest run, the exact interest accrued and not yet
+  charged per account and asset, with the account version it was computed at, so that accrual
+  "as of T" integrates from the last checkpoint instead of from the account's opening.
 
 The library's own table creation stays on until the migrations issue hands every table to
 Alembic. `POSTGRES_ENABLE_DB_FUNCTIONS` is never set: its insert function skips the table lock
@@ -38,6 +41,10 @@ SIDE_TABLES = (
     " stream_id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS ledger_holders ("
     " symbol TEXT NOT NULL, stream_id TEXT NOT NULL, PRIMARY KEY (symbol, stream_id))",
+    "CREATE TABLE IF NOT EXISTS ledger_interest_checkpoints ("
+    " stream_id TEXT NOT NULL, asset TEXT NOT NULL, at_micros BIGINT NOT NULL,"
+    " version BIGINT NOT NULL, accrued TEXT NOT NULL,"
+    " PRIMARY KEY (stream_id, asset, at_micros))",
 )
 
 
@@ -49,9 +56,11 @@ class SideRows:
     events: list[tuple[str, int, int, str]] = field(default_factory=list)
     streams: list[tuple[str, str, str]] = field(default_factory=list)
     holders: list[tuple[str, str]] = field(default_factory=list)
+    checkpoints: list[tuple[str, str, int, int, str]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.commands or self.events or self.streams or self.holders)
+        return bool(self.commands or self.events or self.streams or self.holders
+                    or self.checkpoints)
 
 
 def _write_side_rows(cursor: Any, side: SideRows, placeholder: str) -> None:
@@ -71,6 +80,10 @@ def _write_side_rows(cursor: Any, side: SideRows, placeholder: str) -> None:
     if side.holders:
         cursor.executemany(
             f"INSERT INTO ledger_holders (symbol, stream_id) VALUES ({p}, {p})", side.holders)
+    if side.checkpoints:
+        cursor.executemany(
+            f"INSERT INTO ledger_interest_checkpoints (stream_id, asset, at_micros, version,"
+            f" accrued) VALUES ({p}, {p}, {p}, {p}, {p})", side.checkpoints)
 
 
 class IndexQueries:
@@ -123,6 +136,16 @@ class IndexQueries:
     def holders(self, symbol: str) -> list[str]:
         return [row[0] for row in self._rows(self._sql(
             "SELECT stream_id FROM ledger_holders WHERE symbol = ?"), (symbol,))]
+
+    def interest_checkpoint(
+        self, stream_id: str, asset: str, at_micros: int
+    ) -> tuple[int, int, str] | None:
+        """Return (at, version, accrued) of the last checkpoint at or before `at_micros`."""
+        rows = self._rows(self._sql(
+            "SELECT at_micros, version, accrued FROM ledger_interest_checkpoints"
+            " WHERE stream_id = ? AND asset = ? AND at_micros <= ?"
+            " ORDER BY at_micros DESC LIMIT 1"), (stream_id, asset, at_micros))
+        return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
 
     def command_times(self, prefix: str) -> list[int]:
         """Return the `at` of every recorded command whose key starts with `prefix`."""

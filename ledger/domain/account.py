@@ -16,7 +16,8 @@ State is plain dicts of Decimals so that snapshots transcode as they are:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import MISSING, replace
+from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -110,10 +111,12 @@ class Account(Aggregate):
         return cls._create(cls.AccountOpened, id=account_id, hash=digest, **fields)
 
     def _record(self, event_class: type[Account.Event], **fields: Any) -> None:
-        """Trigger an event whose hash chains to the previous one."""
+        """Trigger an event whose hash chains to the previous one (over every field the
+        stored event will hold, defaults included)."""
         name = event_class.__name__
-        digest = chain_hash(self.last_hash, name, self.version + 1, fields)
-        self.trigger_event(event_class, hash=digest, **fields)
+        complete = {**_defaults(event_class), **fields}
+        digest = chain_hash(self.last_hash, name, self.version + 1, complete)
+        self.trigger_event(event_class, hash=digest, **complete)
 
     # ------------------------------------------------------------------ reading
 
@@ -833,6 +836,14 @@ class Account(Aggregate):
         self._record(Account.InterestCharged, at=self.posting_time(period), period=period,
                      asset=asset, amount=round_paid(accrued, precision), accrued=accrued,
                      postings=postings)
+
+
+def _defaults(event_class: type[Any]) -> dict[str, Any]:
+    """Return the event class's field defaults (fields a caller may leave out)."""
+    return {
+        f.name: f.default for f in dataclass_fields(event_class)
+        if f.default is not MISSING and f.name not in ("timestamp", "hash")
+    }
 
 
 def _with_balances(

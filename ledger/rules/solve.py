@@ -51,8 +51,6 @@ def last_nonpositive(
         fc = f(c)
         if fc == ZERO:
             # The root itself; beyond it f may stay 0 on a flat piece: step over it.
-            a, fa = c, fc
-            wa = fa
             if _flat_to(f, c, b):
                 return b if f(b) <= ZERO else _flat_end(f, c, b)
             return c
@@ -66,9 +64,15 @@ def last_nonpositive(
             if side == 1:
                 wa = wa / 2
             side = 1
-        if b - a <= _RELATIVE_TOLERANCE * max(abs(a), abs(b), Decimal(1)):
-            return a
-    return a
+        if b - a <= _RELATIVE_TOLERANCE * _scale(a, b):
+            break
+    # The bracket now lies on one linear piece: its secant is the root to 34 digits.
+    return a - fa * (b - a) / (fb - fa)
+
+
+def _scale(a: Decimal, b: Decimal) -> Decimal:
+    scale = max(abs(a), abs(b))
+    return scale if scale > ZERO else Decimal(1)
 
 
 def _flat_to(f: Callable[[Decimal], Decimal], c: Decimal, b: Decimal) -> bool:
@@ -85,7 +89,7 @@ def _flat_end(f: Callable[[Decimal], Decimal], a: Decimal, b: Decimal) -> Decima
             a = m
         else:
             b = m
-        if b - a <= _RELATIVE_TOLERANCE * max(abs(a), abs(b), Decimal(1)):
+        if b - a <= _RELATIVE_TOLERANCE * _scale(a, b):
             break
     return a
 

@@ -1,0 +1,333 @@
+"""`ledger demo`: a realistic day for a few hundred accounts, ingested, summarised, replayed.
+
+The day (reproducible from `--seed`): USDT (with debt interest), USDC, BTC and ETH (tiered
+collateral, index prices on a random walk every 5 minutes), BTC and ETH linear perpetuals, an
+inverse BTC perpetual and a USDC perpetual with session settlement; accounts in single-asset,
+multi-asset and portfolio mode deposit, trade, withdraw and transfer; funding rates every 8 hours;
+the scheduler's periodic commands (funding at 00:00/08:00/16:00, interest hourly, the margin sweep
+every 15 minutes) are in the feed as it would send them.
+
+The feed is written to `demo-feed.jsonl` beside the store and ingested exactly as `ledger run`
+does, with a progress bar. Then: a summary table, a replay check (a few accounts at random past
+seconds, read through the time index and snapshots, against a plain fold of every event up to
+that second), and `verify`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from ledger.times import format_at
+
+DAY = datetime.fromisoformat("2025-03-03T00:00:00+00:00")
+TIERS_BTC = [{"up_to": "50", "ratio": "0.95"}, {"up_to": "200", "ratio": "0.9"},
+             {"up_to": "1000", "ratio": "0.8"}, {"up_to": None, "ratio": "0"}]
+TIERS_ETH = [{"up_to": "500", "ratio": "0.9"}, {"up_to": "2000", "ratio": "0.8"},
+             {"up_to": "10000", "ratio": "0.7"}, {"up_to": None, "ratio": "0"}]
+RISK_TIERS = [{"up_to": "250000", "mmr": "0.004", "max_leverage": "100"},
+              {"up_to": "1000000", "mmr": "0.005", "max_leverage": "50"},
+              {"up_to": "5000000", "mmr": "0.01", "max_leverage": "20"},
+              {"up_to": None, "mmr": "0.025", "max_leverage": "10"}]
+INVERSE_TIERS = [{"up_to": "20", "mmr": "0.005", "max_leverage": "100"},
+                 {"up_to": "100", "mmr": "0.01", "max_leverage": "50"},
+                 {"up_to": None, "mmr": "0.02", "max_leverage": "20"}]
+
+
+class DayBuilder:
+    """Builds the day's commands in time order."""
+
+    def __init__(self, accounts: int, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.accounts = accounts
+        self.lines: list[tuple[datetime, int, dict[str, Any]]] = []
+        self.order = 0
+        self.index = {"BTC": Decimal(60000), "ETH": Decimal(3000)}
+        self.basis = {"BTCUSDT": "BTC", "ETHUSDT": "ETH", "BTCUSD": "BTC", "BTCUSDC": "BTC"}
+        self.marks: dict[str, Decimal] = {}
+        self.ids = 0
+
+    def add(self, at: datetime, command: dict[str, Any]) -> None:
+        command = {"type": command["type"], "at": format_at(at),
+                   **{k: v for k, v in command.items() if k != "type"}}
+        self.lines.append((at, self.order, command))
+        self.order += 1
+
+    def next_id(self, prefix: str) -> str:
+        self.ids += 1
+        return f"{prefix}{self.ids}"
+
+    def reference(self) -> None:
+        at = DAY
+        self.add(at, {"type": "asset", "asset": "USDT", "precision": 8,
+                      "interest": {"annual_rate": "0.10", "free_amount": "100",
+                                   "free_mode": "excess"},
+                      "auto_exchange_threshold_usd": "50000", "auto_exchange_discount": "0.975"})
+        self.add(at, {"type": "asset", "asset": "USDC", "precision": 8})
+        self.add(at, {"type": "asset", "asset": "BTC", "precision": 8,
+                      "collateral_tiers": TIERS_BTC})
+        self.add(at, {"type": "asset", "asset": "ETH", "precision": 8,
+                      "collateral_tiers": TIERS_ETH})
+        for symbol, base, settle, size in (("BTCUSDT", "BTC", "USDT", "0.001"),
+                                           ("ETHUSDT", "ETH", "USDT", "0.01"),
+                                           ("BTCUSDC", "BTC", "USDC", "0.001")):
+            self.add(at, {"type": "instrument", "symbol": symbol, "kind": "linear_perpetual",
+                          "base": base, "settle": settle, "contract_size": size,
+                          "taker_fee_rate": "0.0005", "maker_fee_rate": "0.0002",
+                          "session_settlement": settle == "USDC", "risk_tiers": RISK_TIERS})
+        self.add(at, {"type": "instrument", "symbol": "BTCUSD", "kind": "inverse_perpetual",
+                      "base": "BTC", "settle": "BTC", "contract_size": "100",
+                      "taker_fee_rate": "0.0005", "maker_fee_rate": "0.0002",
+                      "risk_tiers": INVERSE_TIERS})
+        for asset in ("BTC", "ETH"):
+            self.add(at, {"type": "risk_unit", "asset": asset})
+        self.prices(at)
+
+    def prices(self, at: datetime) -> None:
+        for asset in ("BTC", "ETH"):
+            step = Decimal(self.rng.randint(-60, 60)) / Decimal(10000)
+            self.index[asset] = (self.index[asset] * (1 + step)).quantize(Decimal("0.01"))
+            self.add(at, {"type": "index_price", "asset": asset, "price": str(self.index[asset])})
+        for symbol, base in self.basis.items():
+            premium = Decimal(self.rng.randint(-8, 8)) / Decimal(10000)
+            mark = (self.index[base] * (1 + premium)).quantize(Decimal("0.1"))
+            self.marks[symbol] = mark
+            self.add(at, {"type": "mark_price", "symbol": symbol, "price": str(mark)})
+
+    def open_accounts(self) -> list[tuple[str, str]]:
+        opened = []
+        at = DAY + timedelta(minutes=1)
+        for number in range(self.accounts):
+            name = f"acct{number:04d}"
+            roll = number % 10
+            mode = "single_asset" if roll < 5 else "multi_asset"
+            self.add(at, {"type": "open_account", "account": name, "mode": mode})
+            usdt = self.rng.randint(2, 200) * 500
+            self.add(at, {"type": "deposit", "id": self.next_id("d"), "account": name,
+                          "asset": "USDT", "amount": str(usdt)})
+            if mode == "multi_asset":
+                self.add(at, {"type": "deposit", "id": self.next_id("d"), "account": name,
+                              "asset": "BTC", "amount": str(Decimal(self.rng.randint(1, 40)) / 4)})
+                self.add(at, {"type": "deposit", "id": self.next_id("d"), "account": name,
+                              "asset": "ETH", "amount": str(self.rng.randint(1, 80))})
+            if roll == 9:  # a portfolio account: enough equity, then change_mode
+                self.add(at, {"type": "change_mode", "account": name, "mode": "portfolio"})
+                mode = "portfolio"
+            if roll == 4:  # single-asset, also trading the USDC and the inverse BTC contract
+                self.add(at, {"type": "deposit", "id": self.next_id("d"), "account": name,
+                              "asset": "BTC", "amount": str(self.rng.randint(1, 8))})
+                self.add(at, {"type": "deposit", "id": self.next_id("d"), "account": name,
+                              "asset": "USDC", "amount": str(self.rng.randint(10, 100) * 500)})
+            opened.append((name, mode))
+        return opened
+
+    def trade(self, at: datetime, name: str, mode: str) -> None:
+        symbols = ["BTCUSDT", "ETHUSDT"]
+        if mode == "single_asset":
+            symbols += ["BTCUSDC", "BTCUSD"] if name.endswith("4") else []
+        if mode == "portfolio" and self.rng.random() < 0.3:
+            symbols = ["BTCUSDT"]
+        symbol = self.rng.choice(symbols)
+        side = self.rng.choice(["buy", "sell"])
+        if symbol == "BTCUSD":
+            qty = self.rng.randint(1, 50) * 10
+        elif symbol.startswith("BTC"):
+            qty = self.rng.randint(1, 300)
+        else:
+            qty = self.rng.randint(1, 200)
+        price = self.marks[symbol] * (1 + Decimal(self.rng.randint(-5, 5)) / Decimal(10000))
+        command = {"type": "fill", "id": self.next_id("f"), "account": name, "symbol": symbol,
+                   "side": side, "qty": str(qty), "price": str(price.quantize(Decimal("0.1"))),
+                   "liquidity": self.rng.choice(["taker", "maker"])}
+        if mode == "single_asset" and self.rng.random() < 0.1:
+            command["margin_type"] = "isolated"
+            command["leverage"] = str(self.rng.choice([5, 10, 20]))
+        self.add(at, command)
+
+    def build(self) -> list[dict[str, Any]]:
+        self.reference()
+        accounts = self.open_accounts()
+        for name, mode in accounts:
+            if name.endswith("7") and mode == "single_asset":
+                self.add(DAY + timedelta(minutes=2), {
+                    "type": "set_auto_add_margin", "account": name, "symbol": "BTCUSDT",
+                    "enabled": True})
+        minutes = 24 * 60
+        for minute in range(5, minutes + 1, 5):
+            at = DAY + timedelta(minutes=minute)
+            self.prices(at)
+            for _ in range(max(1, self.accounts // 30)):
+                name, mode = self.rng.choice(accounts)
+                self.trade(at + timedelta(seconds=self.rng.randint(1, 280)), name, mode)
+            if minute % 60 == 30:
+                name, _ = self.rng.choice(accounts)
+                self.add(at + timedelta(seconds=30), {
+                    "type": "withdraw", "id": self.next_id("w"), "account": name,
+                    "asset": "USDT", "amount": str(self.rng.randint(1, 20) * 50)})
+                source, _ = self.rng.choice(accounts)
+                target, _ = self.rng.choice(accounts)
+                if source != target:
+                    self.add(at + timedelta(seconds=40), {
+                        "type": "transfer", "id": self.next_id("t"), "from": source,
+                        "to": target, "asset": "USDT", "amount": "25"})
+            if minute % 480 == 420:  # funding rates an hour before each funding time
+                for symbol in ("BTCUSDT", "ETHUSDT", "BTCUSD", "BTCUSDC"):
+                    rate = Decimal(self.rng.randint(-5, 15)) / Decimal(100000)
+                    self.add(at, {"type": "funding_rate", "symbol": symbol, "rate": str(rate)})
+            if minute % 15 == 0:
+                self.add(at + timedelta(seconds=299), {"type": "check_margin"})
+            if minute % 60 == 0:
+                boundary = at + timedelta(minutes=0)
+                self.add(boundary + timedelta(seconds=0), {"type": "charge_interest"})
+                if minute % 480 == 0:
+                    self.add(boundary, {"type": "settle_funding"})
+        self.lines.sort(key=lambda item: (item[0], item[1]))
+        return [command for _, _, command in self.lines]
+
+
+def write_feed(path: Path, commands: list[dict[str, Any]]) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        for command in commands:
+            handle.write(json.dumps(command, separators=(",", ":")) + "\n")
+
+
+def run_demo(url: str, *, accounts: int = 300, seed: int = 7, fresh: bool = True) -> int:
+    from rich.console import Console
+
+    console = Console(stderr=False)
+    if url.startswith("sqlite:///") and fresh:
+        db = Path(url.removeprefix("sqlite:///"))
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(db) + suffix).unlink(missing_ok=True)
+        feed_path = db.with_name("demo-feed.jsonl")
+    else:
+        feed_path = Path("demo-feed.jsonl")
+    commands = DayBuilder(accounts, seed).build()
+    write_feed(feed_path, commands)
+    console.print(f"[bold]A simulated day[/]: {len(commands):,} commands for {accounts} accounts "
+                  f"written to {feed_path}")
+    from ledger.cli import open_ledger
+
+    ledger = open_ledger(url)
+    started = time.perf_counter()
+    report = _ingest(ledger, feed_path, len(commands))
+    elapsed = time.perf_counter() - started
+    console.print(f"ingested in {elapsed:.1f} s: {report.applied:,} applied, "
+                  f"{report.acknowledged:,} acknowledged, {len(report.rejected):,} rejected "
+                  + _rejection_summary(report))
+    if report.internal_error is not None:
+        console.print(f"[red]internal error at line {report.internal_error_line}: "
+                      f"{report.internal_error!r}")
+        return 3
+    summarise(url, console)
+    ok = replay_check(url, console, random.Random(seed))
+    from ledger.application.queries import verify
+
+    accounts_checked, events_checked, breaks = verify(open_ledger(url))
+    console.print(f"verify: {events_checked:,} events in {accounts_checked} accounts, "
+                  + ("every hash chain intact" if not breaks else f"[red]{len(breaks)} broken"))
+    return 0 if ok and not breaks else 1
+
+
+def _ingest(ledger: Any, path: Path, total: int) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from ledger.application.feed import read_lines, run_feed
+
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn()) as bar:
+        task = bar.add_task("ingesting", total=total)
+        return run_feed(ledger, read_lines(str(path)),
+                        on_progress=lambda n: bar.advance(task, n))
+
+
+def _rejection_summary(report: Any) -> str:
+    counts: dict[str, int] = {}
+    for rejection in report.rejected:
+        counts[rejection.error] = counts.get(rejection.error, 0) + 1
+    if not counts:
+        return ""
+    return "(" + ", ".join(f"{code}: {n}" for code, n in sorted(counts.items())) + ")"
+
+
+def summarise(url: str, console: Any) -> None:
+    from rich.table import Table
+
+    from ledger.application.queries import all_states
+    from ledger.cli import open_ledger
+
+    ledger = open_ledger(url)
+    states = all_states(ledger)
+    events = ledger.recorder.max_notification_id() or 0
+    equity = sum((Decimal(s["margin"]["equity_usd"]) for s in states), Decimal(0))
+    by_mode: dict[str, int] = {}
+    for item in states:
+        by_mode[item["mode"]] = by_mode.get(item["mode"], 0) + 1
+    table = Table(title="The day in the ledger", show_header=False)
+    table.add_row("accounts", f"{len(states):,} ("
+                  + ", ".join(f"{m} {n}" for m, n in sorted(by_mode.items())) + ")")
+    table.add_row("events", f"{events:,}")
+    table.add_row("equity (USD, at index)", f"{equity:,.2f}")
+    table.add_row("open positions", f"{sum(len(s['positions']) for s in states):,}")
+    table.add_row("accounts in debt",
+                  f"{sum(1 for s in states if any(Decimal(v) > 0 for v in s['debts'].values()))}")
+    console.print(table)
+    risky = sorted(
+        (s for s in states if s["margin"]["margin_ratio"] is not None),
+        key=lambda s: Decimal(s["margin"]["margin_ratio"]), reverse=True)[:8]
+    top = Table(title="The riskiest margin ratios", show_header=True, header_style="bold")
+    for column in ("account", "mode", "margin ratio", "effective equity", "MM", "available"):
+        top.add_column(column, justify="right")
+    for item in risky:
+        margin = item["margin"]
+        top.add_row(item["account"], item["mode"], f"{Decimal(margin['margin_ratio']):.4f}",
+                    f"{Decimal(margin['effective_equity_usd']):,.2f}",
+                    f"{Decimal(margin['maintenance_margin_usd']):,.2f}",
+                    f"{Decimal(margin['available_usd']):,.2f}")
+    console.print(top)
+    units = [(s["account"], unit, figures) for s in states
+             for unit, figures in s["margin"]["risk_units"].items()]
+    if units:
+        table = Table(title="Portfolio risk units", show_header=True, header_style="bold")
+        for column in ("account", "unit", "delta", "MR1", "MR4", "MR7", "MMR"):
+            table.add_column(column, justify="right")
+        for account, unit, figures in units[:6]:
+            table.add_row(account, unit, f"{Decimal(figures['delta']):.4f}",
+                          f"{Decimal(figures['mr1']):,.2f}", f"{Decimal(figures['mr4']):,.2f}",
+                          f"{Decimal(figures['mr7']):,.2f}", f"{Decimal(figures['mmr']):,.2f}")
+        console.print(table)
+
+
+def replay_check(url: str, console: Any, rng: random.Random, samples: int = 6) -> bool:
+    """Compare the state read through the time index and snapshots with a plain fold of every
+    event up to the same second (no snapshot, no index), for a few accounts and seconds."""
+    from ledger.application.queries import render_state, state
+    from ledger.cli import open_ledger
+    from ledger.domain.ids import account_id
+
+    ledger = open_ledger(url)
+    names = ledger.account_names()
+    all_ok = True
+    for _ in range(samples):
+        name = rng.choice(names)
+        at = DAY + timedelta(seconds=rng.randint(600, 86_000))
+        indexed = state(ledger, name, at)
+        folded = None
+        for event in ledger.events.get(account_id(name)):
+            if event.at > at:
+                break
+            folded = event.mutate(folded)
+        assert folded is not None
+        plain = render_state(folded, at, ledger.figures(folded, at, limits=True),
+                             ledger.interest_view(folded, at))
+        same = plain == indexed
+        all_ok = all_ok and same
+        console.print(f"replay {name} at {format_at(at)}: version {indexed['version']}, equity "
+                      f"{Decimal(indexed['margin']['equity_usd']):,.2f} USD — "
+                      + ("[green]matches[/]" if same else "[red]DIFFERS[/]"))
+    return all_ok
