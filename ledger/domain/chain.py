@@ -23,7 +23,9 @@ from ledger.times import format_at
 GENESIS = "0" * 64
 
 
-def _plain(value: Any) -> Any:
+def _default(value: Any) -> Any:
+    """Encode what JSON does not know: decimals as plain text without trailing zeros, times
+    in RFC 3339, postings as [account, asset, amount], UUIDs as text."""
     if isinstance(value, Decimal):
         return to_str(value)
     if isinstance(value, datetime):
@@ -32,16 +34,18 @@ def _plain(value: Any) -> Any:
         return [value.account, value.asset, to_str(value.amount)]
     if isinstance(value, UUID):
         return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+    if isinstance(value, (tuple, set, frozenset)):
+        return list(value)
+    raise TypeError(f"cannot put {type(value).__name__} in canonical JSON")
+
+
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                            default=_default)
 
 
 def canonical_json(value: Any) -> str:
     """Return the canonical JSON text of a value (sorted keys, no spaces, decimals as text)."""
-    return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(value)
 
 
 def chain_hash(previous: str, event_type: str, version: int, fields: Mapping[str, Any]) -> str:

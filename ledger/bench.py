@@ -1,0 +1,266 @@
+"""`ledger bench`: the figures the notes report, measured in-process (not CLI start-up).
+
+Cases:
+- `ingest`: fills/s of the feed runner (the `ledger run` path) on N fills, on SQLite and on
+  PostgreSQL, beside the raw PostgreSQL COPY rate of the same stored-event rows on the same
+  server (the ratio is the figure that matters);
+- `state`: latency of `state --at` for an account with N events, at an early and a late T;
+- `portfolio`: margin for 10,000 portfolio accounts with 20 positions each;
+- `funding`, `projections`: delegated to the scheduler and projection benches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse, urlunparse
+
+from ledger.times import format_at
+
+START = datetime.fromisoformat("2025-01-01T00:00:00+00:00")
+
+
+def _reference(at: datetime) -> list[dict[str, Any]]:
+    return [
+        {"type": "asset", "at": format_at(at), "asset": "USDT", "precision": 8},
+        {"type": "asset", "at": format_at(at), "asset": "BTC", "precision": 8},
+        {"type": "instrument", "at": format_at(at), "symbol": "BTCUSDT",
+         "kind": "linear_perpetual", "base": "BTC", "settle": "USDT", "contract_size": "0.001",
+         "taker_fee_rate": "0.0005", "maker_fee_rate": "0.0002",
+         "risk_tiers": [{"up_to": "1000000", "mmr": "0.004", "max_leverage": "100"},
+                        {"up_to": None, "mmr": "0.01", "max_leverage": "20"}]},
+        {"type": "mark_price", "at": format_at(at), "symbol": "BTCUSDT", "price": "50000"},
+    ]
+
+
+def fill_feed(fills: int, accounts: int, seed: int = 1) -> list[str]:
+    """Return feed lines: reference data, `accounts` funded accounts, then `fills` fills
+    spread over the accounts, one second apart, with a mark price every 100 fills."""
+    rng = random.Random(seed)
+    lines = [json.dumps(c) for c in _reference(START)]
+    for number in range(accounts):
+        name = f"a{number:05d}"
+        lines.append(json.dumps({"type": "open_account", "at": format_at(START),
+                                 "account": name, "mode": "single_asset"}))
+        lines.append(json.dumps({"type": "deposit", "at": format_at(START), "id": "d",
+                                 "account": name, "asset": "USDT", "amount": "1000000"}))
+    price = 50000
+    for number in range(fills):
+        at = START + timedelta(seconds=number + 1)
+        if number % 100 == 0:
+            price += rng.randint(-50, 50)
+            lines.append(json.dumps({"type": "mark_price", "at": format_at(at),
+                                     "symbol": "BTCUSDT", "price": str(price)}))
+        lines.append(json.dumps({
+            "type": "fill", "at": format_at(at), "id": f"f{number}",
+            "account": f"a{rng.randrange(accounts):05d}", "symbol": "BTCUSDT",
+            "side": rng.choice(("buy", "sell")), "qty": str(rng.randint(1, 50)),
+            "price": str(price + rng.randint(-5, 5)), "liquidity": "taker"}))
+    return lines
+
+
+def _ingest(url: str, lines: list[str], batch: int = 2000) -> tuple[float, int]:
+    from ledger.application.feed import run_feed
+    from ledger.application.service import Ledger
+
+    ledger = Ledger(url)
+    numbered = list(enumerate(lines, start=1))
+    started = time.perf_counter()
+    report = run_feed(ledger, iter(numbered), batch_size=batch)
+    elapsed = time.perf_counter() - started
+    assert report.internal_error is None, report.internal_error
+    assert not report.rejected, report.rejected[:3]
+    events = ledger.recorder.max_notification_id() or 0
+    return elapsed, events
+
+
+def _copy_rate(url: str) -> float:
+    """Rows/s of a raw COPY of the very rows the ingest stored (same server, same bytes) into a
+    table shaped like the events table: the ceiling any ingest path can approach."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute("SELECT originator_id, originator_version, topic, state"
+                            " FROM ledger_events ORDER BY notification_id").fetchall()
+        conn.execute("DROP TABLE IF EXISTS bench_copy")
+        conn.execute("CREATE TABLE bench_copy (originator_id uuid NOT NULL, originator_version"
+                     " bigint NOT NULL, topic text, state bytea, notification_id bigserial,"
+                     " PRIMARY KEY (originator_id, originator_version))")
+        conn.execute("CREATE UNIQUE INDEX ON bench_copy (notification_id)")
+        started = time.perf_counter()
+        with conn.transaction(), conn.cursor() as cur, cur.copy(
+                "COPY bench_copy (originator_id, originator_version, topic, state)"
+                " FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        elapsed = time.perf_counter() - started
+        conn.execute("DROP TABLE bench_copy")
+    return len(rows) / elapsed
+
+
+def scratch_postgres(url: str, name: str) -> tuple[str, Callable[[], None]]:
+    """Create a scratch database beside `url`; return its URL and a function that drops it."""
+    import psycopg
+
+    parts = urlparse(url)
+    admin = urlunparse(parts._replace(path="/postgres"))
+    scratch = urlunparse(parts._replace(path="/" + name))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return scratch, drop
+
+
+def bench_ingest(fills: int, pg_url: str | None, out: Callable[[str], None]) -> dict[str, Any]:
+    lines = fill_feed(fills, accounts=max(10, fills // 100))
+    result: dict[str, Any] = {"fills": fills, "commands": len(lines)}
+    with tempfile.TemporaryDirectory() as tmp:
+        elapsed, events = _ingest(f"sqlite:///{tmp}/bench.db", lines)
+    result["sqlite"] = {"seconds": round(elapsed, 2), "fills_per_s": round(fills / elapsed),
+                        "events": events, "events_per_s": round(events / elapsed)}
+    out(f"ingest SQLite: {fills:,} fills in {elapsed:.1f} s = {fills / elapsed:,.0f} fills/s "
+        f"({events:,} events, {events / elapsed:,.0f} events/s)")
+    if pg_url:
+        url, drop = scratch_postgres(pg_url, "ledger_bench_ingest")
+        try:
+            elapsed, events = _ingest(url, lines)
+            copy_rate = _copy_rate(url)
+        finally:
+            drop()
+        ratio = (events / elapsed) / copy_rate
+        result["postgres"] = {"seconds": round(elapsed, 2), "fills_per_s": round(fills / elapsed),
+                              "events": events, "events_per_s": round(events / elapsed),
+                              "copy_rows_per_s": round(copy_rate),
+                              "ratio_to_copy": round(ratio, 3)}
+        out(f"ingest PostgreSQL: {fills:,} fills in {elapsed:.1f} s = {fills / elapsed:,.0f} "
+            f"fills/s ({events:,} events, {events / elapsed:,.0f} events/s); raw COPY of the "
+            f"same rows: {copy_rate:,.0f} rows/s; ratio {ratio:.1%}")
+    return result
+
+
+def bench_state(history: int, pg_url: str | None, out: Callable[[str], None]) -> dict[str, Any]:
+    """Time `state --at` for one account with `history` events, at an early and a late T."""
+    result: dict[str, Any] = {"events": history}
+    lines = [json.dumps(c) for c in _reference(START)]
+    lines.append(json.dumps({"type": "open_account", "at": format_at(START), "account": "big",
+                             "mode": "single_asset"}))
+    lines.append(json.dumps({"type": "deposit", "at": format_at(START), "id": "d0",
+                             "account": "big", "asset": "USDT", "amount": "100000000"}))
+    rng = random.Random(3)
+    fills = history // 2  # a fill records Filled and FeeCharged
+    for number in range(fills):
+        at = START + timedelta(seconds=number + 1)
+        lines.append(json.dumps({
+            "type": "fill", "at": format_at(at), "id": f"f{number}", "account": "big",
+            "symbol": "BTCUSDT", "side": rng.choice(("buy", "sell")),
+            "qty": str(rng.randint(1, 20)), "price": str(50000 + rng.randint(-500, 500))}))
+    early = START + timedelta(seconds=fills // 10)
+    late = START + timedelta(seconds=fills - 10)
+    targets = {"sqlite": None, "postgres": pg_url}
+    for backend, base in targets.items():
+        if backend == "postgres" and not base:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            drop = None
+            url = f"sqlite:///{tmp}/state.db"
+            if backend == "postgres":
+                assert base is not None
+                url, drop = scratch_postgres(base, "ledger_bench_state")
+            try:
+                _ingest(url, lines, batch=5000)
+                timings = _time_states(url, {"early": early, "late": late})
+            finally:
+                if drop:
+                    drop()
+        result[backend] = timings
+        out(f"state --at on {backend}, account with {history:,} events: "
+            + ", ".join(f"{k} T median {v['median_ms']:.1f} ms (max {v['max_ms']:.1f})"
+                        for k, v in timings.items()))
+    return result
+
+
+def _time_states(url: str, moments: dict[str, datetime]) -> dict[str, dict[str, float]]:
+    from ledger.application.queries import state
+    from ledger.application.service import Ledger
+
+    ledger = Ledger(url)
+    state(ledger, "big", START)  # warm: reference data loaded once per process
+    timings = {}
+    for label, at in moments.items():
+        samples = []
+        for offset in range(15):
+            moment = at + timedelta(seconds=offset * 7)
+            ledger = _fresh(ledger)
+            started = time.perf_counter()
+            state(ledger, "big", moment)
+            samples.append((time.perf_counter() - started) * 1000)
+        timings[label] = {"median_ms": statistics.median(samples), "max_ms": max(samples)}
+    return timings
+
+
+def _fresh(ledger: Any) -> Any:
+    """Forget cached accounts (so each query reads the store), keep reference data."""
+    ledger._accounts.clear()
+    return ledger
+
+
+def run_bench(*, fills: int, history: int, pg_url: str | None, only: set[str]) -> int:
+    from ledger.numbers import install
+
+    install()
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count()}}
+
+    def out(line: str) -> None:
+        print(line, flush=True)
+
+    wanted = only or {"ingest", "state", "portfolio", "funding", "projections"}
+    if "ingest" in wanted:
+        results["ingest"] = bench_ingest(fills, pg_url, out)
+    if "state" in wanted:
+        results["state"] = bench_state(history, pg_url, out)
+    if "portfolio" in wanted:
+        from ledger.bench_portfolio import bench_portfolio
+
+        results["portfolio"] = bench_portfolio(out)
+    if "funding" in wanted and pg_url:
+        try:
+            from schedulers.bench import funding_bench
+        except ImportError:
+            out("funding: schedulers.bench not available")
+        else:
+            url, drop = scratch_postgres(pg_url, "ledger_bench_funding")
+            try:
+                results["funding"] = funding_bench(url, 100_000)
+            finally:
+                drop()
+            out(f"funding: {results['funding']}")
+    if "projections" in wanted and pg_url:
+        try:
+            from projections.bench import catch_up_rate
+        except ImportError:
+            out("projections: projections.bench not available")
+        else:
+            url, drop = scratch_postgres(pg_url, "ledger_bench_projections")
+            try:
+                results["projections"] = catch_up_rate(url, 50_000)
+            finally:
+                drop()
+            out(f"projections: {results['projections']}")
+    Path("bench-results.json").write_text(json.dumps(results, indent=2, default=str))
+    out("figures written to bench-results.json")
+    return 0
+
+
