@@ -219,9 +219,15 @@ def _leverage(account: AccountSnapshot, terms: InstrumentTerms) -> Decimal:
     return account.leverage.get(terms.symbol) or initial_leverage(terms.risk_tiers)
 
 
-def _position(state: PositionState, terms: InstrumentTerms, market: Market) -> _Position:
+def _position(
+    state: PositionState, terms: InstrumentTerms, market: Market, portfolio: bool
+) -> _Position:
     inverse = terms.is_inverse
     mark = market.mark(state.symbol, state.entry_price)
+    upl = unrealized_pnl(state.qty, state.entry_price, mark, terms.contract_size, inverse)
+    if portfolio:  # the unit carries the requirement: no position-level margin
+        return _Position(state, terms, mark, upl,
+                         notional(state.qty, terms.contract_size, mark, inverse), ZERO, ZERO)
     basis_price = state.entry_price if terms.mm_basis is MmBasis.ENTRY else mark
     mm_notional = notional(state.qty, terms.contract_size, basis_price, inverse)
     mm = maintenance_margin(mm_notional, terms.risk_tiers)
@@ -238,7 +244,7 @@ def _position(state: PositionState, terms: InstrumentTerms, market: Market) -> _
         state=state,
         terms=terms,
         mark=mark,
-        upl=unrealized_pnl(state.qty, state.entry_price, mark, terms.contract_size, inverse),
+        upl=upl,
         notional=notional(state.qty, terms.contract_size, mark, inverse),
         mm=mm,
         im=im,
@@ -273,7 +279,7 @@ def _core(account: AccountSnapshot, market: Market) -> _Core:
     cross_by_symbol: dict[str, _Position] = {}
     for state in account.positions:
         terms = market.instruments[state.symbol]
-        position = _position(state, terms, market)
+        position = _position(state, terms, market, account.mode is Mode.PORTFOLIO)
         core.positions.append(position)
         settle = terms.settle
         core.equity.setdefault(settle, ZERO)
@@ -413,8 +419,18 @@ def _portfolio_totals(core: _Core, account: AccountSnapshot, market: Market) -> 
     """Risk units plus borrowing (PORTFOLIO-MARGIN.md §10.8)."""
     _pooled_totals(core, market)
     order_im_usd = core.im_usd  # only orders are in core.im in portfolio mode
-    items = unit_items([(p.state, p.terms, p.mark) for p in core.positions], market)
-    underlyings = set(items) | {
+    aggregates: dict[str, pm.UnitAggregate] = {}
+    for position in core.positions:  # one pass: each unit aggregated once (issue 7, speed)
+        terms, qty = position.terms, position.state.qty
+        inverse = terms.is_inverse
+        settle_index = ONE if inverse else (market.index(terms.settle) or ZERO)
+        aggregates.setdefault(terms.base, pm.UnitAggregate()).add(
+            pm.exposure(qty, terms.contract_size, position.mark, inverse),
+            pm.cash(qty, terms.contract_size, position.mark, settle_index, inverse),
+            terms.expiry if terms.is_future else None,
+            "USD" if inverse else terms.settle,
+        )
+    underlyings = set(aggregates) | {
         asset for asset, amount in account.spot_in_use.items()
         if amount is not None and amount > ZERO and core.equity.get(asset, ZERO) > ZERO
     }
@@ -422,8 +438,8 @@ def _portfolio_totals(core: _Core, account: AccountSnapshot, market: Market) -> 
     sum_imr = ZERO
     for underlying in sorted(underlyings):
         unit_terms = market.risk_units.get(underlying) or RiskUnitTerms(underlying)
-        figures = pm.risk_unit_figures(
-            items.get(underlying, []),
+        figures = pm.unit_figures(
+            aggregates.get(underlying) or pm.UnitAggregate(),
             max(ZERO, core.equity.get(underlying, ZERO)),
             account.spot_in_use.get(underlying),
             market.index(underlying) or ZERO,
@@ -431,7 +447,7 @@ def _portfolio_totals(core: _Core, account: AccountSnapshot, market: Market) -> 
             market.portfolio.imr_factor,
             market.at,
         )
-        if not items.get(underlying) and figures.spot_in_use == ZERO:
+        if underlying not in aggregates and figures.spot_in_use == ZERO:
             continue
         core.units[underlying] = figures
         sum_mmr += figures.mmr
@@ -488,6 +504,26 @@ def evaluate(account: AccountSnapshot, market: Market, *, limits: bool = True) -
     )
     debts = {asset: liability(equity) for asset, equity in sorted(core.equity.items())}
     return AccountFigures(collateral=collateral, debts=debts, positions=positions, margin=margin)
+
+
+def margin_figures(account: AccountSnapshot, market: Market) -> MarginFigures:
+    """Return only the account-level margin figures (no positions, no limits): what sweeps
+    and batch risk runs need."""
+    core = _core(account, market)
+    return MarginFigures(
+        equity_usd=core.equity_usd,
+        effective_equity_usd=core.effective_equity_usd,
+        maintenance_margin_usd=core.mm_usd,
+        initial_margin_usd=core.im_usd,
+        margin_ratio=core.ratio,
+        margin_level=core.level,
+        available_usd=core.available_usd,
+        max_withdrawable={},
+        borrowing_mmr_usd=core.borrowing_mmr_usd,
+        borrowing_imr_usd=core.borrowing_imr_usd,
+        risk_units=core.units,
+        past_liquidation=core.past_liquidation,
+    )
 
 
 def _position_figures(

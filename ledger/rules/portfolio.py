@@ -20,7 +20,7 @@ MR7 = 43.6720666041, MMR = 1,183.8207318516, IMR = 1,538.96695140708.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -84,9 +84,23 @@ def coin_exposure(item: UnitItem) -> Decimal:
     is not always exact; it keeps 34 digits. PORTFOLIO-MARGIN.md 10.3.
     Examples: −100 × 0.001 BTC → −0.1; inverse −500 × 100 USD at mark 50,000 → −1.
     """
-    if item.is_inverse:
-        return item.qty * item.contract_size / item.mark
-    return item.qty * item.contract_size
+    return exposure(item.qty, item.contract_size, item.mark, item.is_inverse)
+
+
+def exposure(qty: Decimal, contract_size: Decimal, mark: Decimal, inverse: bool) -> Decimal:
+    """Return x from a position's numbers: q·F (linear) or q·F/M (inverse). 10.3."""
+    if inverse:
+        return qty * contract_size / mark
+    return qty * contract_size
+
+
+def cash(
+    qty: Decimal, contract_size: Decimal, mark: Decimal, settle_index: Decimal, inverse: bool
+) -> Decimal:
+    """Return c from a position's numbers: q·F·M·I_settle (linear) or q·F (inverse). 10.3."""
+    if inverse:
+        return qty * contract_size
+    return qty * contract_size * mark * settle_index
 
 
 def cash_delta(item: UnitItem) -> Decimal:
@@ -96,9 +110,7 @@ def cash_delta(item: UnitItem) -> Decimal:
     value). PORTFOLIO-MARGIN.md 10.3.
     Example (PM-01): −100 × 0.001 × 97,093.7 × 0.99954 = −9,704.9036898.
     """
-    if item.is_inverse:
-        return item.qty * item.contract_size
-    return item.qty * item.contract_size * item.mark * item.settle_index
+    return cash(item.qty, item.contract_size, item.mark, item.settle_index, item.is_inverse)
 
 
 def derivatives_delta(items: Iterable[UnitItem]) -> Decimal:
@@ -107,6 +119,35 @@ def derivatives_delta(items: Iterable[UnitItem]) -> Decimal:
     Example: short 10 BTC perpetual and long 2 BTC future → −8.
     """
     return sum((coin_exposure(item) for item in items), ZERO)
+
+
+@dataclass(slots=True)
+class UnitAggregate:
+    """What a unit's requirement needs of its positions, gathered in one pass (§10.3–10.7):
+    the coin delta D, the gross |c|, and the net cash delta per tenor bucket and per margin
+    currency. The MR formulas read only these, so each unit is aggregated once."""
+
+    coins: Decimal = ZERO
+    gross: Decimal = ZERO
+    buckets: dict[datetime | None, Decimal] = field(default_factory=dict)
+    currencies: dict[str, Decimal] = field(default_factory=dict)
+
+    def add(self, coins: Decimal, cash: Decimal, expiry: datetime | None, currency: str) -> None:
+        """Add one position: exposure `coins`, cash delta `cash`, its bucket and currency."""
+        self.coins += coins
+        self.gross += abs(cash)
+        self.buckets[expiry] = self.buckets.get(expiry, ZERO) + cash
+        self.currencies[currency] = self.currencies.get(currency, ZERO) + cash
+
+
+def aggregate(items: Iterable[UnitItem]) -> UnitAggregate:
+    """Return the unit's aggregate of `items` (one pass; futures bucketed by expiry)."""
+    total = UnitAggregate()
+    for item in items:
+        expiry = item.expiry if item.is_future else None
+        assert not item.is_future or expiry is not None, item.symbol
+        total.add(coin_exposure(item), cash_delta(item), expiry, item.margin_currency)
+    return total
 
 
 def spot_in_use(holding: Decimal, derivatives_delta: Decimal, fixed: Decimal | None) -> Decimal:
@@ -130,9 +171,20 @@ def spot_in_use(holding: Decimal, derivatives_delta: Decimal, fixed: Decimal | N
 def worst_loss(delta_coins: Decimal, index: Decimal, shocks: Sequence[Decimal]) -> Decimal:
     """Return max(0, max over s of −X·I·s): the unit's worst loss on a grid of index moves.
 
-    PnL_U(s) = X_U · I_U · s (every item in scope is linear in s). PORTFOLIO-MARGIN.md 10.4.
+    PnL_U(s) = X_U · I_U · s (every item in scope is linear in s), so the worst point of the
+    grid is one of its ends: the maximum over the two ends equals the maximum over the grid
+    exactly (the grid stays the definition; `grid_worst_loss` evaluates it point by point,
+    and a property test holds the two equal). PORTFOLIO-MARGIN.md 10.4.
     Example: X = 2 BTC, I = 60,000, shocks ±12 % → 14,400.
     """
+    assert shocks, "a shock grid is never empty"
+    value = delta_coins * index
+    return max(ZERO, -(value * min(shocks)), -(value * max(shocks)))
+
+
+def grid_worst_loss(delta_coins: Decimal, index: Decimal, shocks: Sequence[Decimal]) -> Decimal:
+    """Return the worst loss over every point of the grid (the definition, for non-linear
+    items to come and for the equality test of `worst_loss`)."""
     assert shocks, "a shock grid is never empty"
     return max(ZERO, *(-(delta_coins * index * shock) for shock in shocks))
 
@@ -188,13 +240,15 @@ def mr4(
     Examples: long 1 BTC future 0.2 years out at 50,500 → 50,500 × 1.2 % = 606; calendar
     spread +1 BTC (0.25 y, 40,000) / −1 BTC (0.5 y, 40,400) → 580 + 1,090.8 = 1,670.8.
     """
-    buckets: dict[datetime | None, Decimal] = {}
-    for item in items:
-        expiry = item.expiry if item.is_future else None
-        assert not item.is_future or expiry is not None, item.symbol
-        buckets[expiry] = buckets.get(expiry, ZERO) + cash_delta(item)
+    return basis_charge(aggregate(items), spot_coins, index, terms, at)
+
+
+def basis_charge(
+    unit: UnitAggregate, spot_coins: Decimal, index: Decimal, terms: RiskUnitTerms, at: datetime
+) -> Decimal:
+    """Return MR4 from a unit's bucket nets: |spot·I|·spot_basis_rate + Σ_b |C_b|·r_b. 10.5."""
     charge = abs(spot_coins * index) * terms.spot_basis_rate
-    for expiry, net in buckets.items():
+    for expiry, net in unit.buckets.items():
         charge += abs(net) * bucket_rate(expiry, terms, at)
     return charge
 
@@ -237,8 +291,7 @@ def mr7(items: Iterable[UnitItem], terms: RiskUnitTerms) -> Decimal:
     Spot in use is not included (PM-09). PORTFOLIO-MARGIN.md 10.6.
     Example (PM-06): |c| = 9,704.9036898, 0.45 % → 43.6720666041 (below 10,000: ×1).
     """
-    gross = sum((abs(cash_delta(item)) for item in items), ZERO)
-    return min_charge(terms.min_charge_rate * gross, terms.min_charge_tiers)
+    return min_charge(terms.min_charge_rate * aggregate(items).gross, terms.min_charge_tiers)
 
 
 def hedged_value(net_by_group: Iterable[Decimal]) -> Decimal:
@@ -265,8 +318,7 @@ def mr9(items: Iterable[UnitItem], terms: RiskUnitTerms) -> Decimal:
     G_g = Σ c_i per margin currency (USDT, USDC, … linear; USD inverse); spot is left out.
     Example (PM-13): long 10M USDT-margined vs short 10M coin-margined → 202,500.
     """
-    nets = [_net_cash(group) for group in margin_currency_groups(items).values()]
-    return depeg_charge(hedged_value(nets), terms.depeg_bands)
+    return depeg_charge(hedged_value(aggregate(items).currencies.values()), terms.depeg_bands)
 
 
 # --- 10.8 unit requirement and borrowing ----------------------------------------------------
@@ -305,14 +357,26 @@ def risk_unit_figures(
     Example (pm-spot-hedge-mr7): 10 BTC held, short 10 BTC perpetual at 50,010, index 50,000 →
     s = 10, X = 0, MR1 = 0, MR4 = 1,000.2, MR7 = 2,250.45 = MMR, IMR 2,925.585.
     """
-    coins = derivatives_delta(items)
-    spot = spot_in_use(holding, coins, spot_setting)
-    delta = coins + spot
+    return unit_figures(aggregate(items), holding, spot_setting, index, terms, imr_factor, at)
+
+
+def unit_figures(
+    unit: UnitAggregate,
+    holding: Decimal,
+    spot_setting: Decimal | None,
+    index: Decimal,
+    terms: RiskUnitTerms,
+    imr_factor: Decimal,
+    at: datetime,
+) -> RiskUnitFigures:
+    """Return a unit's figures from its aggregate (the one-pass form of `risk_unit_figures`)."""
+    spot = spot_in_use(holding, unit.coins, spot_setting)
+    delta = unit.coins + spot
     shock_loss = mr1(delta, index, terms.price_shocks)
     extreme_loss = mr6(delta, index, terms.extreme_shocks, terms.extreme_factor)
-    basis = mr4(items, spot, index, terms, at)
-    minimum = mr7(items, terms)
-    depeg = mr9(items, terms)
+    basis = basis_charge(unit, spot, index, terms, at)
+    minimum = min_charge(terms.min_charge_rate * unit.gross, terms.min_charge_tiers)
+    depeg = depeg_charge(hedged_value(unit.currencies.values()), terms.depeg_bands)
     mmr = unit_mmr(shock_loss, ZERO, ZERO, basis, ZERO, extreme_loss, minimum, depeg)
     return RiskUnitFigures(
         mr1=shock_loss,

@@ -20,6 +20,7 @@ from ledger.rules.portfolio import (
     delta_reduction,
     depeg_charge,
     derivatives_delta,
+    grid_worst_loss,
     hedge_reduction,
     hedged_value,
     leg_fee,
@@ -36,6 +37,7 @@ from ledger.rules.portfolio import (
     spot_in_use,
     tenor_groups,
     unit_mmr,
+    worst_loss,
 )
 from ledger.rules.terms import (
     DEFAULT_MIN_CHARGE_TIERS,
@@ -767,3 +769,20 @@ def test_property_delta_reduction_brings_unit_delta_to_zero_without_crossing(
     side = sum((abs(coin_exposure(i)) for i in items if coin_exposure(i) * delta > ZERO), ZERO)
     if side >= abs(delta):
         assert abs(delta_after) <= TOLERANCE
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    delta=st.decimals(min_value=Decimal("-1000"), max_value=Decimal("1000"), places=4,
+                      allow_nan=False, allow_infinity=False),
+    index=st.decimals(min_value=Decimal("0.0001"), max_value=Decimal("100000"), places=4,
+                      allow_nan=False, allow_infinity=False),
+    shocks=st.lists(st.decimals(min_value=Decimal("-0.99"), max_value=Decimal("2"), places=3,
+                                allow_nan=False, allow_infinity=False), min_size=1, max_size=9),
+)
+def test_grid_ends_shortcut_equals_the_whole_grid(
+    delta: Decimal, index: Decimal, shocks: list[Decimal]
+) -> None:
+    """PnL is linear in the shock, so the worst loss over the grid is at one of its ends:
+    the shortcut the rules take equals the point-by-point grid, exactly."""
+    assert worst_loss(delta, index, shocks) == grid_worst_loss(delta, index, shocks)
