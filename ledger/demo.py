@@ -80,6 +80,14 @@ class DayBuilder:
                           "base": base, "settle": settle, "contract_size": size,
                           "taker_fee_rate": "0.0005", "maker_fee_rate": "0.0002",
                           "session_settlement": settle == "USDC", "risk_tiers": RISK_TIERS})
+        for symbol, expiry in (("BTCUSDT-0328", "2025-03-28T08:00:00Z"),
+                               ("BTCUSDT-0627", "2025-06-27T08:00:00Z")):
+            self.add(at, {"type": "instrument", "symbol": symbol, "kind": "linear_future",
+                          "base": "BTC", "settle": "USDT", "contract_size": "0.001",
+                          "taker_fee_rate": "0.0005", "maker_fee_rate": "0.0002",
+                          "expiry": expiry, "delivery_fee_rate": "0.0005",
+                          "risk_tiers": RISK_TIERS})
+            self.basis[symbol] = "BTC"
         self.add(at, {"type": "instrument", "symbol": "BTCUSD", "kind": "inverse_perpetual",
                       "base": "BTC", "settle": "BTC", "contract_size": "100",
                       "taker_fee_rate": "0.0005", "maker_fee_rate": "0.0002",
@@ -149,9 +157,51 @@ class DayBuilder:
             command["leverage"] = str(self.rng.choice([5, 10, 20]))
         self.add(at, command)
 
+    def portfolio_books(self) -> None:
+        """A few portfolio accounts with the books issue 7 asks the demo to show: a
+        spot-hedged book, a calendar spread, an inverse contract hedged by its coin, and a
+        thin book whose liquidation is planned at a sweep and then filled."""
+        at = DAY + timedelta(minutes=3)
+        btc = self.marks["BTCUSDT"]
+        books = {
+            "pm-hedged": ({"BTC": "20", "USDT": "50000"},
+                          [("BTCUSDT", "sell", "20000")]),
+            "pm-calendar": ({"USDT": "200000"},
+                            [("BTCUSDT-0328", "buy", "5000"), ("BTCUSDT-0627", "sell", "5000")]),
+            "pm-inverse": ({"BTC": "5", "USDT": "20000"},
+                           [("BTCUSD", "sell", str(int(5 * btc / 100)))]),
+        }
+        for name, (deposits, fills) in books.items():
+            self.add(at, {"type": "open_account", "account": name, "mode": "multi_asset"})
+            for asset, amount in deposits.items():
+                self.add(at, {"type": "deposit", "id": self.next_id("d"), "account": name,
+                              "asset": asset, "amount": amount})
+            self.add(at, {"type": "change_mode", "account": name, "mode": "portfolio"})
+            for symbol, side, qty in fills:
+                self.add(at, {"type": "fill", "id": self.next_id("f"), "account": name,
+                              "symbol": symbol, "side": side, "qty": qty,
+                              "price": str(self.marks[symbol])})
+
+    def stressed_book(self, at: datetime) -> None:
+        """1.1 BTC held against a 10-BTC short: the 12:15 sweep finds margin_level ≤ 1 and
+        plans a ddh2 buy-back of the 8.9 BTC of net delta; a liquidation fill follows."""
+        name = "pm-stressed"
+        self.add(at, {"type": "open_account", "account": name, "mode": "multi_asset"})
+        self.add(at, {"type": "deposit", "id": self.next_id("d"), "account": name,
+                      "asset": "BTC", "amount": "1.1"})
+        self.add(at, {"type": "change_mode", "account": name, "mode": "portfolio"})
+        self.add(at, {"type": "fill", "id": self.next_id("f"), "account": name,
+                      "symbol": "BTCUSDT", "side": "sell", "qty": "10000",
+                      "price": str(self.marks["BTCUSDT"]), "fee": "0"})
+        self.add(at + timedelta(minutes=20), {
+            "type": "fill", "id": self.next_id("f"), "account": name, "symbol": "BTCUSDT",
+            "side": "buy", "qty": "8900", "price": str(self.marks["BTCUSDT"]),
+            "liquidation": True})
+
     def build(self) -> list[dict[str, Any]]:
         self.reference()
         accounts = self.open_accounts()
+        self.portfolio_books()
         for name, mode in accounts:
             if name.endswith("7") and mode == "single_asset":
                 self.add(DAY + timedelta(minutes=2), {
@@ -161,6 +211,8 @@ class DayBuilder:
         for minute in range(5, minutes + 1, 5):
             at = DAY + timedelta(minutes=minute)
             self.prices(at)
+            if minute == 12 * 60:
+                self.stressed_book(at + timedelta(seconds=1))
             for _ in range(max(1, self.accounts // 30)):
                 name, mode = self.rng.choice(accounts)
                 self.trade(at + timedelta(seconds=self.rng.randint(1, 280)), name, mode)
@@ -176,7 +228,7 @@ class DayBuilder:
                         "type": "transfer", "id": self.next_id("t"), "from": source,
                         "to": target, "asset": "USDT", "amount": "25"})
             if minute % 480 == 420:  # funding rates an hour before each funding time
-                for symbol in ("BTCUSDT", "ETHUSDT", "BTCUSD", "BTCUSDC"):
+                for symbol in ("BTCUSDT", "ETHUSDT", "BTCUSD", "BTCUSDC"):  # futures: none
                     rate = Decimal(self.rng.randint(-5, 15)) / Decimal(100000)
                     self.add(at, {"type": "funding_rate", "symbol": symbol, "rate": str(rate)})
             if minute % 15 == 0:
@@ -290,13 +342,33 @@ def summarise(url: str, console: Any) -> None:
                     f"{Decimal(margin['maintenance_margin_usd']):,.2f}",
                     f"{Decimal(margin['available_usd']):,.2f}")
     console.print(top)
+    plans = Table(title="Liquidation plans (portfolio accounts)", show_header=True,
+                  header_style="bold")
+    for column in ("account", "at", "step", "stage", "symbol", "side", "qty", "fee",
+                   "level after"):
+        plans.add_column(column, justify="right")
+    from ledger.application.queries import events as history
+
+    for item in states:
+        if item["mode"] != "portfolio":
+            continue
+        for event in history(ledger, item["account"]):
+            if event["type"] == "LiquidationStepPlanned":
+                level = event["margin_level_after"]
+                plans.add_row(item["account"], event["at"][11:19], str(event["step"]),
+                              event["stage"], event["symbol"], event["side"], event["qty"],
+                              f"{Decimal(event['fee']):,.2f}",
+                              "—" if level is None else f"{Decimal(level):.3f}")
+    if plans.row_count:
+        console.print(plans)
     units = [(s["account"], unit, figures) for s in states
              for unit, figures in s["margin"]["risk_units"].items()]
     if units:
         table = Table(title="Portfolio risk units", show_header=True, header_style="bold")
         for column in ("account", "unit", "delta", "MR1", "MR4", "MR7", "MMR"):
             table.add_column(column, justify="right")
-        for account, unit, figures in units[:6]:
+        shown = [u for u in units if u[0].startswith("pm-")] + units[:4]
+        for account, unit, figures in shown:
             table.add_row(account, unit, f"{Decimal(figures['delta']):.4f}",
                           f"{Decimal(figures['mr1']):,.2f}", f"{Decimal(figures['mr4']):,.2f}",
                           f"{Decimal(figures['mr7']):,.2f}", f"{Decimal(figures['mmr']):,.2f}")
