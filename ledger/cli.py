@@ -92,10 +92,11 @@ def run(ctx: click.Context, feed: str, batch_size: int, progress: bool | None) -
         click.echo(json.dumps({"error": "feed_unreadable", "message": str(error)}), err=True)
         sys.exit(2)
     if report.internal_error is not None:
-        error = report.internal_error
-        traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
+        failure = report.internal_error
+        traceback.print_exception(type(failure), failure, failure.__traceback__,
+                                  file=sys.stderr)
         click.echo(json.dumps({"line": report.internal_error_line, "error": "internal_error",
-                               "message": f"{type(error).__name__}: {error}"}), err=True)
+                               "message": f"{type(failure).__name__}: {failure}"}), err=True)
         sys.exit(3)
     if show:
         click.echo(f"applied {report.applied}, acknowledged {report.acknowledged}, "

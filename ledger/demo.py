@@ -390,7 +390,7 @@ def replay_check(url: str, console: Any, rng: random.Random, samples: int = 6) -
         at = DAY + timedelta(seconds=rng.randint(600, 86_000))
         indexed = state(ledger, name, at)
         folded = None
-        for event in ledger.events.get(account_id(name)):
+        for event in ledger.account_history(account_id(name)):
             if event.at > at:
                 break
             folded = event.mutate(folded)

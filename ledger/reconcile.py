@@ -277,28 +277,54 @@ def _compare_interest(name: str, expected: dict[str, dict[str, str]],
 # ----------------------------------------------------------------------------- statement
 
 
+class StatementError(ValueError):
+    """The statement CSV cannot be read (header, a decimal, a time)."""
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    number: int  # line in the file (the header is line 1)
+    account: str
+    asset: str
+    balance: Decimal
+    as_of: datetime
+    as_of_text: str
+
+
+def read_statement(statement_csv: str | Path) -> list[StatementLine]:
+    """Parse a statement (header `account,asset,balance,as_of`; exact decimals, RFC 3339)."""
+    lines = []
+    with open(statement_csv, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        header = tuple(name.strip() for name in reader.fieldnames or ())
+        if header != STATEMENT_HEADER:
+            raise StatementError(f"{statement_csv}: the header must be "
+                                 f"{','.join(STATEMENT_HEADER)}, not {','.join(header)}")
+        for number, row in enumerate(reader, start=2):
+            values = {key.strip(): (value or "").strip() for key, value in row.items() if key}
+            try:
+                lines.append(StatementLine(number, values["account"], values["asset"],
+                                           parse_decimal(values["balance"]),
+                                           parse_at(values["as_of"]), values["as_of"]))
+            except ValueError as error:
+                raise StatementError(f"{statement_csv} line {number}: {error}") from None
+    return lines
+
+
 def check_statement(ledger: Ledger, statement_csv: str | Path) -> list[Difference]:
     """The ledger's balance of each statement row as of its `as_of` equals the statement's.
 
-    The balance is the account replayed up to `as_of` (`Ledger.account_at`, what
-    `queries.state(ledger, account, as_of)` prints as `balances[asset]`); an account unknown at
-    that time has no balance.
+    The balance is the account replayed up to `as_of` (`Ledger.account_at`: what
+    `queries.state(ledger, account, as_of)` prints as `balances[asset]`, without valuing the
+    whole account); an account unknown at that time has no balance.
     """
     found = []
-    with open(statement_csv, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        if tuple(reader.fieldnames or ()) != STATEMENT_HEADER:
-            raise ValueError(f"{statement_csv}: the header must be {','.join(STATEMENT_HEADER)}"
-                             f", not {','.join(reader.fieldnames or ())}")
-        for number, line in enumerate(reader, start=2):
-            balance = parse_decimal(line["balance"].strip())
-            as_of = parse_at(line["as_of"].strip())
-            expected = _balance_at(ledger, line["account"], line["asset"], as_of)
-            if expected is None or expected != balance:
-                found.append(Difference(
-                    "statement", line["account"], line["asset"], _opt(expected),
-                    to_str(balance), f"{Path(statement_csv).name} line {number} "
-                    f"(as of {line['as_of'].strip()})"))
+    for line in read_statement(statement_csv):
+        expected = _balance_at(ledger, line.account, line.asset, line.as_of)
+        if expected is None or expected != line.balance:
+            found.append(Difference(
+                "statement", line.account, line.asset, _opt(expected), to_str(line.balance),
+                f"{Path(statement_csv).name} line {line.number} (as of {line.as_of_text})"))
     return found
 
 
@@ -323,7 +349,7 @@ def _same(expected: Any, actual: Any) -> bool:
         return bool(expected) == bool(actual)
     if isinstance(actual, str):
         return str(expected) == actual
-    return Decimal(str(expected)) == actual
+    return bool(Decimal(str(expected)) == actual)
 
 
 def _opt(value: Decimal | None) -> str | None:

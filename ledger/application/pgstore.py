@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
-from eventsourcing.utils import retry
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
@@ -25,7 +25,8 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder, IndexQueries):
 
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
         super().__init__(datastore, events_table_name=events_table_name)
-        self.sql_create_statements.extend(SQL(statement) for statement in SIDE_TABLES)
+        self.sql_create_statements.extend(
+            SQL(statement).format() for statement in SIDE_TABLES)
         self._copy_events = SQL(
             "COPY {schema}.{table} (originator_id, originator_version, topic, state) FROM STDIN"
         ).format(schema=Identifier(datastore.schema), table=Identifier(events_table_name))

@@ -139,10 +139,10 @@ def plain(value: Any) -> Any:
     return value
 
 
-def account_events(ledger: Ledger, name: str) -> Iterator[Any]:
+def account_events(ledger: Ledger, name: str) -> Iterator[Account.Event]:
     if ledger.find_account(name) is None:
         raise UnknownAccountError(name)
-    return iter(ledger.events.get(account_id(name)))
+    return iter(ledger.account_history(account_id(name)))
 
 
 def render_event(event: Any) -> dict[str, Any]:
@@ -190,7 +190,7 @@ def verify(ledger: Ledger) -> tuple[int, int, list[ChainBreak]]:
     for name in ledger.account_names():
         accounts += 1
         previous = GENESIS
-        for event in ledger.events.get(account_id(name)):
+        for event in ledger.account_history(account_id(name)):
             checked += 1
             fields = {k: v for k, v in vars(event).items() if k not in _BOOKKEEPING}
             expected = chain_hash(previous, type(event).__name__, event.originator_version,

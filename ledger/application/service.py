@@ -19,7 +19,7 @@ from copy import deepcopy
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -56,10 +56,10 @@ from ledger.rules import margin as rules
 from ledger.rules.exchange import auto_exchange_shares
 from ledger.rules.funding import is_funding_time
 from ledger.rules.interest import accrued_over, coin_equity, liability
-from ledger.rules.positions import unrealized_pnl
 from ledger.rules.liquidation import is_at_liquidation, isolated_liquidation_price
 from ledger.rules.liquidation_plan import liquidation_plan
 from ledger.rules.maintenance import derived_deductions
+from ledger.rules.positions import unrealized_pnl
 from ledger.rules.ratios import is_at_call_level
 from ledger.rules.terms import (
     MARGIN_CALL_LEVEL,
@@ -192,7 +192,8 @@ class Ledger(Application[UUID]):
         for aggregate in aggregates:
             stream = aggregate.id.hex
             for event in aggregate.pending_events:
-                side.events.append((stream, event.originator_version, to_micros(event.at),
+                at: datetime = event.at  # type: ignore[attr-defined]
+                side.events.append((stream, event.originator_version, to_micros(at),
                                     type(event).__name__))
         self.save(*aggregates, side=side)
         if self._snapshots_due and self.snapshots is not None:
@@ -969,13 +970,13 @@ class Ledger(Application[UUID]):
         """Return the accounts holding `symbol` at `at`, with (margin type, qty) of each
         position, read from the account as of `at` when it has moved on since."""
         found = []
-        names = {sid: name for sid, name in self.index.streams("account")}
+        names: dict[str, str] = dict(self.index.streams("account"))
         for name in self._stream_names("account"):
             names.setdefault(account_id(name).hex, name)
         for stream in sorted(self.holders(symbol)):
-            name = names.get(stream)
-            if name is None:
+            if stream not in names:
                 continue
+            name = names[stream]
             account = self._account(name)
             state = account if account.last_at <= at else self.account_at(name, at)
             if state is None:
@@ -1063,7 +1064,7 @@ class Ledger(Application[UUID]):
         state = self._account_copy(aggregate_id, first)
         if begin is None:
             begin = state.last_at
-        later = list(self.events.get(aggregate_id, gt=first, lte=last)) if last > first else []
+        later = self.account_history(aggregate_id, gt=first, lte=last) if last > first else []
         return state, begin, later, carried
 
     def _account_copy(self, aggregate_id: UUID, version: int) -> Account:
@@ -1108,8 +1109,8 @@ class Ledger(Application[UUID]):
         for start, stop in zip(points, [*points[1:], to_micros(there)], strict=True):
             moment = from_micros(start)
             debt = liability(self._coin_equity(state, asset, moment))
-            terms = series.at(moment)
-            interest = terms.interest if terms else None
+            asset_terms = series.at(moment)
+            interest = asset_terms.interest if asset_terms else None
             had_debt = had_debt or (debt > ZERO and interest is not None)
             segments.append((debt, interest, Decimal(stop - start) / Decimal(1_000_000)))
         return accrued_over(segments), had_debt
@@ -1251,6 +1252,12 @@ class Ledger(Application[UUID]):
             return None
         return self.load_account(aggregate_id, version)
 
+    def account_history(
+        self, aggregate_id: UUID, gt: int | None = None, lte: int | None = None
+    ) -> list[Account.Event]:
+        """Return an account's events in order (optionally after `gt`, up to `lte`)."""
+        return cast(list[Account.Event], list(self.events.get(aggregate_id, gt=gt, lte=lte)))
+
     def load_account(self, aggregate_id: UUID, version: int | None) -> Account:
         """Rebuild an account at `version` from its latest snapshot at or below it and the
         events after (DESIGN §8: a query replays at most SNAPSHOT_EVERY events)."""
@@ -1258,9 +1265,9 @@ class Ledger(Application[UUID]):
         after = None
         if self.snapshots is not None:
             for snapshot in self.snapshots.get(aggregate_id, lte=version, desc=True, limit=1):
-                aggregate = snapshot.mutate(None)
+                aggregate = cast(Any, snapshot).mutate(None)
                 after = snapshot.originator_version
-        for event in self.events.get(aggregate_id, gt=after, lte=version):
+        for event in self.account_history(aggregate_id, gt=after, lte=version):
             aggregate = event.mutate(aggregate)
         if aggregate is None:
             raise AggregateNotFoundError(aggregate_id)

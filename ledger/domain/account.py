@@ -42,8 +42,8 @@ from ledger.errors import (
     InsufficientMarginError,
     InvalidInputError,
     LeverageTooHighError,
-    NotAllowedInModeError,
     ModeChangeBlockedError,
+    NotAllowedInModeError,
     OutOfOrderError,
 )
 from ledger.numbers import ZERO, round_paid, to_str
@@ -425,8 +425,10 @@ class Account(Aggregate):
         sell_price: Decimal | None
 
         def evolve(self, account: Account) -> None:
-            buy = None if self.buy_qty is None else [self.buy_qty, self.buy_price]
-            sell = None if self.sell_qty is None else [self.sell_qty, self.sell_price]
+            buy = (None if self.buy_qty is None or self.buy_price is None
+                   else [self.buy_qty, self.buy_price])
+            sell = (None if self.sell_qty is None or self.sell_price is None
+                    else [self.sell_qty, self.sell_price])
             if buy is None and sell is None:
                 account.orders.pop(self.symbol, None)
             else:

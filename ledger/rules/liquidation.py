@@ -111,18 +111,19 @@ def _mark_basis_price(position: IsolatedPosition, mark: Decimal) -> Decimal | No
         price = _price_in_tier(position, tiers[index])
         if price is None:
             return None
-        found = tier_index(notional(position.qty, position.contract_size, price, position.inverse), tiers)
+        size = notional(position.qty, position.contract_size, price, position.inverse)
+        found = tier_index(size, tiers)
         if found == index:
             return price
         index = found
     # The tiers disagree in a cycle (a boundary case): take any tier that is self-consistent.
     for index, tier in enumerate(tiers):
-        price = _price_in_tier(position, tier)
-        size = None if price is None else notional(
-            position.qty, position.contract_size, price, position.inverse
-        )
-        if size is not None and tier_index(size, tiers) == index:
-            return price
+        candidate = _price_in_tier(position, tier)
+        if candidate is None:
+            continue
+        size = notional(position.qty, position.contract_size, candidate, position.inverse)
+        if tier_index(size, tiers) == index:
+            return candidate
     return None
 
 

@@ -455,9 +455,9 @@ def _portfolio_totals(core: _Core, account: AccountSnapshot, market: Market) -> 
     borrowed = []
     for asset, equity in core.equity.items():
         if equity < ZERO:
-            terms = market.asset_terms(asset)
+            asset_terms = market.asset_terms(asset)
             borrowed.append((liability(equity), market.index(asset) or ZERO,
-                             terms.borrow_mmr_rate, terms.borrow_imr_rate))
+                             asset_terms.borrow_mmr_rate, asset_terms.borrow_imr_rate))
     core.borrowing_mmr_usd, core.borrowing_imr_usd = pm.borrowing_margin(borrowed)
     core.mm_usd = sum_mmr + core.borrowing_mmr_usd
     core.im_usd = sum_imr + core.borrowing_imr_usd + order_im_usd

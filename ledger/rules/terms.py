@@ -147,7 +147,9 @@ def _d(text: str) -> Decimal:
     return Decimal(text)
 
 
-DEFAULT_PRICE_SHOCKS = tuple(_d(s) for s in ("-0.12", "-0.08", "-0.04", "0", "0.04", "0.08", "0.12"))
+DEFAULT_PRICE_SHOCKS = tuple(
+    _d(s) for s in ("-0.12", "-0.08", "-0.04", "0", "0.04", "0.08", "0.12")
+)
 DEFAULT_EXTREME_SHOCKS = (_d("-0.24"), _d("0.24"))
 DEFAULT_MIN_CHARGE_TIERS = tuple(
     MultiplierTier(None if up is None else _d(up), _d(m))
