@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from ledger.application.service import Ledger
 
 DEFAULT_DB = "sqlite:///ledger.db"
+# pydantic looks up plugins through package metadata at first use (~0.1 s); we use none.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 log = logging.getLogger("ledger")
 
 

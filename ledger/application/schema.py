@@ -179,7 +179,8 @@ def stamp_if_legacy(url: str) -> bool:
 
 def legacy_tables(url: str) -> tuple[str, ...]:
     """Return the tables revision 0001 creates on this backend."""
-    side = ("ledger_commands", "ledger_event_index", "ledger_streams", "ledger_holders")
+    side = ("ledger_commands", "ledger_event_index", "ledger_streams", "ledger_holders",
+            "ledger_interest_checkpoints")
     if is_postgres(url):
         return ("ledger_events", "ledger_snapshots", *side)
     return ("stored_events", "stored_snapshots", *side)

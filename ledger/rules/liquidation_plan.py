@@ -64,10 +64,14 @@ class _Book:
         figures = evaluate(self.account, self.market, limits=False).margin.risk_units
         return unit_items(positions, self.market), dict(figures)
 
-    def close(self, symbol: str, qty: Decimal) -> tuple[str, Decimal, Decimal]:
-        """Close `qty` contracts of `symbol` at its mark; return (side, mark, fee)."""
+    def close(self, symbol: str, qty: Decimal) -> tuple[str, Decimal, Decimal, Decimal]:
+        """Close `qty` contracts of `symbol` at its mark; return (side, qty, mark, fee).
+
+        A pro-rata quantity computed to 34 digits can exceed the position by the last digit:
+        it is capped, so a leg never flips a position into dust."""
         terms = self.market.instruments[symbol]
         position = next(p for p in self.account.positions if p.symbol == symbol)
+        qty = min(qty, abs(position.qty))
         mark = self.market.mark(symbol, position.entry_price)
         signed = -qty if position.qty > ZERO else qty
         outcome = apply_fill(position.qty, position.entry_price, signed, mark,
@@ -82,7 +86,7 @@ class _Book:
             elif outcome.qty != ZERO:
                 positions.append(replace(held, qty=outcome.qty, entry_price=outcome.entry_price))
         self.account = replace(self.account, balances=balances, positions=positions)
-        return ("buy" if signed > ZERO else "sell"), mark, fee
+        return ("buy" if signed > ZERO else "sell"), qty, mark, fee
 
 
 def _item(position: PositionState, terms: InstrumentTerms, mark: Decimal) -> pm.UnitItem:
@@ -113,8 +117,8 @@ def liquidation_plan(account: AccountSnapshot, market: Market) -> Plan:
             return False
         step += 1
         pending = []
-        for item, qty in closes:
-            side, mark, fee = book.close(item.symbol, qty)
+        for item, wanted in closes:
+            side, qty, mark, fee = book.close(item.symbol, wanted)
             pending.append((item.symbol, side, qty, mark, fee))
         level, requirement = book.level()
         after = None if requirement <= ZERO else level

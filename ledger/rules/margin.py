@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 
 from ledger.numbers import ONE, ZERO
 from ledger.rules import portfolio as pm
@@ -603,7 +603,8 @@ def cross_liquidation_price(
         return _shortfall(account, market.with_mark(symbol, price), terms.settle)
 
     if not terms.is_inverse:
-        return _liquidation_boundary(shortfall_at, mark, safe_upwards=is_long, lowest=ZERO)
+        root = _liquidation_boundary(shortfall_at, mark, safe_upwards=is_long, lowest=ZERO)
+        return None if root is None else _snap(root, shortfall_at, mark)
 
     def shortfall_in_x(x: Decimal) -> Decimal:
         return shortfall_at(ONE / x)
@@ -612,7 +613,25 @@ def cross_liquidation_price(
     # A higher price is a lower x: a long is safe as x falls, a short as x rises.
     root = _liquidation_boundary(shortfall_in_x, start, safe_upwards=not is_long,
                                  lowest=start * _TINY)
-    return None if root is None else ONE / root
+    return None if root is None else _snap(ONE / root, shortfall_at, mark)
+
+
+def _snap(root: Decimal, shortfall: Callable[[Decimal], Decimal], mark: Decimal) -> Decimal:
+    """Return the shortest decimal near `root` at which the shortfall is exactly 0, if any.
+
+    The solver's root carries 34 digits; when the true price has fewer (66,000 computed
+    through 1/66,000 comes back as 66,000.00…01), the shorter number meets the equation to the
+    last digit's noise (a wrong rounding at 28 digits or fewer moves the shortfall by about
+    its scale × 1e-28, a hundred times more than allowed), and it is the exact root.
+    """
+    # Last-digit noise of the shortfall near the root, against the size of its values.
+    allowed = abs(shortfall(root)) + abs(shortfall(mark)) * Decimal("1e-30")
+    for digits in (12, 16, 20, 24, 28):
+        candidate = root.quantize(ONE.scaleb(root.adjusted() - digits + 1),
+                                  rounding=ROUND_HALF_EVEN)
+        if candidate != root and candidate > ZERO and abs(shortfall(candidate)) <= allowed:
+            return candidate.normalize()
+    return root
 
 
 _TINY = Decimal("1e-12")
@@ -675,7 +694,14 @@ def max_withdrawable(
 
     if used(wallet) <= ZERO:
         return wallet
-    return last_nonpositive(used, ZERO, wallet, _withdrawal_hints(core, market, asset))
+    limit = last_nonpositive(used, ZERO, wallet, _withdrawal_hints(core, market, asset))
+    # A root that does not terminate is cut at 34 digits: step down to the last amount that
+    # is still allowed, so withdrawing exactly max_withdrawable is never refused.
+    for _ in range(8):
+        if used(limit) <= ZERO or limit <= ZERO:
+            break
+        limit = limit.next_minus()
+    return max(limit, ZERO)
 
 
 def available_after_withdrawal(
