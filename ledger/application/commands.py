@@ -509,3 +509,10 @@ def idempotency_key(command: Command) -> str | None:
     if identifier is None or account is None:
         return None
     return f"{command.type}|{account}|{identifier}"
+
+
+def repeat_key(command: Command, digest: str) -> str:
+    """Return the key that recognises a repeat of a command without an id (reference data,
+    settings): the same type, `at` and content. A feed re-run after a crash is then
+    acknowledged line by line instead of recording prices or settings twice."""
+    return f"{command.type}|@{command.at.isoformat()}|{digest}"

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ledger.application.commands import Command, idempotency_key, parse_line
+from ledger.application.commands import Command, idempotency_key, parse_line, repeat_key
 from ledger.application.service import ACKNOWLEDGED, Ledger
+from ledger.domain.chain import content_hash
 from ledger.errors import LedgerError
 
 
@@ -122,9 +123,8 @@ def _run_chunk(
             parsed.append((number, text, error))
             continue
         parsed.append((number, text, command))
-        key = idempotency_key(command)
-        if key:
-            keys.append(key)
+        key = idempotency_key(command) or repeat_key(command, content_hash(command.content()))
+        keys.append(key)
     ledger.prefetch_keys(keys)
     done: list[Command] = []
     committed = [0]  # how many of `done` a flush inside the chunk has already written

@@ -178,7 +178,16 @@ class Ledger(Application[UUID]):
         handler = self.handlers.get(command.type)
         if handler is None:
             raise InvalidInputError(f"command type {command.type!r} is not supported yet")
-        outcome = handler(command)
+        if c.idempotency_key(command) is not None:
+            outcome = handler(command)
+        else:
+            digest = content_hash(command.content())
+            key = c.repeat_key(command, digest)
+            if self._prior(key):
+                return ACKNOWLEDGED
+            outcome = handler(command)
+            if outcome == APPLIED:
+                self._remember(key, digest, command.at)
         if self._depth == 0:
             self.flush()
         return outcome
@@ -929,15 +938,15 @@ class Ledger(Application[UUID]):
                       for s in self._stream_names("instrument")) if t is not None
         ):
             raise InvalidInputError(f"{format_at(cmd.at)} is no funding time of any instrument")
-        for terms in due:
-            self._settle_instrument_funding(terms, cmd.at)
-        return APPLIED
+        settled = [terms for terms in due if self._settle_instrument_funding(terms, cmd.at)]
+        return APPLIED if settled else ACKNOWLEDGED
 
-    def _settle_instrument_funding(self, terms: InstrumentTerms, period: datetime) -> None:
+    def _settle_instrument_funding(self, terms: InstrumentTerms, period: datetime) -> bool:
+        """Settle one instrument's funding time; False when it was settled before."""
         instrument = self._existing_instrument(terms.symbol)
         history = self.reference.instruments[terms.symbol]
         if period in history.periods:
-            return
+            return False
         mark = self.reference.mark_price(terms.symbol, period)
         previous = _previous_funding_time(period, terms.funding_interval_hours)
         rate = history.rate_for(period, previous)
@@ -963,6 +972,7 @@ class Ledger(Application[UUID]):
                         self._touch(account)
         instrument.record_funding_period(period, rate, mark, paid)
         self._record_reference(instrument, "instrument", terms.symbol)
+        return True
 
     def _holders_at(
         self, symbol: str, at: datetime
