@@ -230,5 +230,11 @@ def bench(ctx: click.Context, fills: int, history: int, pg_url: str | None,
                        only=set(only)))
 
 
+from projections.cli import register  # noqa: E402 - imports click only
+from schedulers.cli import scheduler  # noqa: E402 - APScheduler is imported when it runs
+
+register(main)  # migrate, projections run|rebuild|status, reconcile
+main.add_command(scheduler)
+
 if __name__ == "__main__":
     main()

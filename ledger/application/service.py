@@ -28,7 +28,7 @@ from eventsourcing.persistence import JSONTranscoder, Transcoding
 
 from ledger.application import commands as c
 from ledger.application.reference import AssetHistory, InstrumentHistory, ReferenceData
-from ledger.application.store import IndexQueries, SideRows, environment
+from ledger.application.store import IndexQueries, SideRows, environment, sqlite_path
 from ledger.domain.account import CROSS, ISOLATED, Account
 from ledger.domain.chain import content_hash
 from ledger.domain.ids import account_id, asset_id, instrument_id, portfolio_settings_id
@@ -108,6 +108,16 @@ class Ledger(Application[UUID]):
     def __init__(self, url: str = "sqlite:///ledger.db", env: dict[str, str] | None = None):
         self.url = url
         merged = environment(url)
+        if not (url.startswith("sqlite:") and sqlite_path(url) == ":memory:"):
+            # Alembic owns every table (DESIGN §8): bring the store to the current schema on
+            # first use (one query of alembic_version when it is current; alembic is
+            # imported only when it is behind). A memory store keeps the library's creation:
+            # a migration on another connection cannot see it.
+            from ledger.application import schema
+
+            if not schema.is_current(url):
+                schema.upgrade(url)
+            merged["CREATE_TABLE"] = "n"
         if env:
             merged.update(env)
         super().__init__(env=merged)
@@ -178,16 +188,19 @@ class Ledger(Application[UUID]):
         handler = self.handlers.get(command.type)
         if handler is None:
             raise InvalidInputError(f"command type {command.type!r} is not supported yet")
-        if c.idempotency_key(command) is not None:
-            outcome = handler(command)
-        else:
-            digest = content_hash(command.content())
-            key = c.repeat_key(command, digest)
-            if self._prior(key):
+        # Idempotency before anything reads the store (DESIGN 6.11 check order): money
+        # commands by (type, account, id), periodic ones by `at`, the rest by content.
+        digest = content_hash(command.content())
+        key = c.idempotency_key(command) or c.repeat_key(command, digest)
+        prior = self._prior(key)
+        if prior:
+            if prior == digest or isinstance(command, c.PeriodicCmd):
                 return ACKNOWLEDGED
-            outcome = handler(command)
-            if outcome == APPLIED:
-                self._remember(key, digest, command.at)
+            identifier = getattr(command, "id", "")
+            raise IdConflictError(f"id {identifier!r} was used by a different command")
+        outcome = handler(command)
+        if outcome == APPLIED:
+            self._remember(key, digest, command.at)
         if self._depth == 0:
             self.flush()
         return outcome
@@ -263,16 +276,6 @@ class Ledger(Application[UUID]):
         if key not in self._keys:
             self._keys[key] = self.index.seen_commands([key]).get(key, "")
         return self._keys[key]
-
-    def _repeat(self, key: str, command: c.Command) -> tuple[bool, str]:
-        """Return (is an identical repeat, content hash); raise `id_conflict` otherwise."""
-        digest = content_hash(command.content())
-        prior = self._prior(key)
-        if not prior:
-            return False, digest
-        if prior == digest:
-            return True, digest
-        raise IdConflictError(f"id {key.split('|')[-1]!r} was used by a different command")
 
     def _remember(self, key: str, digest: str, at: datetime) -> None:
         self._keys[key] = digest
@@ -591,24 +594,15 @@ class Ledger(Application[UUID]):
                 f"({terms.precision})")
 
     def deposit(self, cmd: c.DepositCmd) -> str:
-        key = c.idempotency_key(cmd) or ""
-        repeat, digest = self._repeat(key, cmd)
-        if repeat:
-            return ACKNOWLEDGED
         account = self._account(cmd.account)
         terms = self.require_asset(cmd.asset)
         self._check_places(cmd.amount, terms)
         account.require_not_before(cmd.at)
         account.deposit(cmd.at, cmd.id, cmd.asset, cmd.amount)
         self._touch(account)
-        self._remember(key, digest, cmd.at)
         return APPLIED
 
     def withdraw(self, cmd: c.WithdrawCmd) -> str:
-        key = c.idempotency_key(cmd) or ""
-        repeat, digest = self._repeat(key, cmd)
-        if repeat:
-            return ACKNOWLEDGED
         account = self._account(cmd.account)
         terms = self.require_asset(cmd.asset)
         self._check_places(cmd.amount, terms)
@@ -616,14 +610,9 @@ class Ledger(Application[UUID]):
         market = self.market_for(account, cmd.at, (cmd.asset,))
         account.withdraw(cmd.at, cmd.id, cmd.asset, cmd.amount, market)
         self._touch(account)
-        self._remember(key, digest, cmd.at)
         return APPLIED
 
     def transfer(self, cmd: c.TransferCmd) -> str:
-        key = c.idempotency_key(cmd) or ""
-        repeat, digest = self._repeat(key, cmd)
-        if repeat:
-            return ACKNOWLEDGED
         source = self._account(cmd.from_)
         target = self._account(cmd.to)
         terms = self.require_asset(cmd.asset)
@@ -635,7 +624,6 @@ class Ledger(Application[UUID]):
         target.transfer_in(cmd.at, cmd.id, cmd.from_, cmd.asset, cmd.amount, postings)
         self._touch(source)
         self._touch(target)
-        self._remember(key, digest, cmd.at)
         return APPLIED
 
     # ------------------------------------------------------------------ trading
@@ -650,10 +638,6 @@ class Ledger(Application[UUID]):
             raise InvalidInputError(f"{terms.symbol} has been delivered")
 
     def fill(self, cmd: c.FillCmd) -> str:
-        key = c.idempotency_key(cmd) or ""
-        repeat, digest = self._repeat(key, cmd)
-        if repeat:
-            return ACKNOWLEDGED
         account = self._account(cmd.account)
         terms = self.require_instrument(cmd.symbol)
         settle = self.require_asset(terms.settle)
@@ -672,7 +656,6 @@ class Ledger(Application[UUID]):
             self._cover_liquidation_shortfall(account, terms, cmd.at)
         self._touch(account)
         self._note_holder(cmd.symbol, account)
-        self._remember(key, digest, cmd.at)
         return APPLIED
 
     def _cover_liquidation_shortfall(
@@ -760,10 +743,6 @@ class Ledger(Application[UUID]):
         return APPLIED
 
     def adjust_isolated_margin(self, cmd: c.AdjustIsolatedMarginCmd) -> str:
-        key = c.idempotency_key(cmd) or ""
-        repeat, digest = self._repeat(key, cmd)
-        if repeat:
-            return ACKNOWLEDGED
         account = self._account(cmd.account)
         terms = self.require_instrument(cmd.symbol)
         settle = self.require_asset(terms.settle)
@@ -775,7 +754,6 @@ class Ledger(Application[UUID]):
         account.adjust_isolated_margin(at=cmd.at, command_id=cmd.id, terms=terms,
                                        amount=cmd.amount, market=market)
         self._touch(account)
-        self._remember(key, digest, cmd.at)
         return APPLIED
 
     # ------------------------------------------------------------------ portfolio margin
@@ -827,9 +805,6 @@ class Ledger(Application[UUID]):
     def check_margin(self, cmd: c.CheckMarginCmd) -> str:
         """Run the margin sweep at `at`: automatic top-ups, auto-exchange, margin calls,
         liquidation triggers, in that order (contract, DESIGN 6.11). Idempotent by `at`."""
-        key = c.idempotency_key(cmd) or ""
-        if self._prior(key):
-            return ACKNOWLEDGED
         previous = self._previous_sweep(cmd.at)
         for name in self.account_names():
             account = self.find_account(name)
@@ -837,7 +812,6 @@ class Ledger(Application[UUID]):
                 continue
             self._sweep_account(account, cmd.at, previous)
         self._add_sweep_time(cmd.at)
-        self._remember(key, content_hash(cmd.content()), cmd.at)
         return APPLIED
 
     def _opened_after(self, account: Account, at: datetime) -> bool:
@@ -1150,9 +1124,6 @@ class Ledger(Application[UUID]):
         """Charge, per account and asset, the interest accrued up to `at` as one amount
         (DESIGN §6.8), and checkpoint what was looked at. Idempotent by `at`; nothing
         accrued, no event."""
-        key = c.idempotency_key(cmd) or ""
-        if self._prior(key):
-            return ACKNOWLEDGED
         bearing = [name for name in sorted(self._stream_names("asset"))
                    if self._bears_interest(name)]
         for name in self.account_names():
@@ -1162,7 +1133,6 @@ class Ledger(Application[UUID]):
             for asset in bearing:
                 if asset in account.balances:
                     self._charge(account, asset, cmd.at)
-        self._remember(key, content_hash(cmd.content()), cmd.at)
         return APPLIED
 
     def _charge(self, account: Account, asset: str, at: datetime) -> None:
@@ -1184,10 +1154,6 @@ class Ledger(Application[UUID]):
 
     def repay(self, cmd: c.RepayCmd) -> str:
         """Convert `with_asset` at index prices into the debt coin (seed 000 §4)."""
-        key = c.idempotency_key(cmd) or ""
-        repeat, digest = self._repeat(key, cmd)
-        if repeat:
-            return ACKNOWLEDGED
         account = self._account(cmd.account)
         terms = self.require_asset(cmd.asset)
         giver = self.require_asset(cmd.with_asset)
@@ -1203,7 +1169,6 @@ class Ledger(Application[UUID]):
                       with_asset=cmd.with_asset, market=market,
                       with_precision=giver.precision)
         self._touch(account)
-        self._remember(key, digest, cmd.at)
         return APPLIED
 
     def _auto_exchange(self, account: Account, market: rules.Market, at: datetime) -> None:

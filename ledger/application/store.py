@@ -12,9 +12,10 @@ Every `save()` writes the stored events and, in the same transaction, rows of fo
   charged per account and asset, with the account version it was computed at, so that accrual
   "as of T" integrates from the last checkpoint instead of from the account's opening.
 
-The library's own table creation stays on until the migrations issue hands every table to
-Alembic. `POSTGRES_ENABLE_DB_FUNCTIONS` is never set: its insert function skips the table lock
-that keeps the notification log gap-free (LIBRARY-NOTES).
+Alembic owns every table (migrations/versions/0001 creates these and the library's; the
+library's own table creation is switched off by the application). `POSTGRES_ENABLE_DB_FUNCTIONS`
+is never set: its insert function skips the table lock that keeps the notification log
+gap-free (LIBRARY-NOTES).
 """
 
 from __future__ import annotations

@@ -664,7 +664,8 @@ class Account(Aggregate):
         asset_index = market.index(asset)
         with_index = market.index(with_asset)
         assert asset_index is not None and with_index is not None
-        debt = -rules.evaluate(self.snapshot(), market, limits=False).collateral[asset].equity
+        collateral = rules.evaluate(self.snapshot(), market, limits=False).collateral
+        debt = -collateral[asset].equity if asset in collateral else ZERO
         if amount > debt:
             raise InvalidInputError(
                 f"{self.name}: repaying {to_str(amount)} {asset} > debt {to_str(max(debt, ZERO))}")

@@ -1,0 +1,374 @@
+"""The projections' replay: accounts and reference data rebuilt in memory from the log.
+
+The read models that hold figures (margin state after each event, debts and interest as of the
+last event) need the account as it was after an event and the prices and parameters in force at
+that event's `at`. Rather than load each account from the store per event, the runner replays:
+
+- **reference data** — every asset, instrument and settings event is fed, in notification order,
+  into a `ReferenceData` (the ledger's own time series), so `market(at)` is exactly what the
+  ledger's `market_for` builds;
+- **accounts** — each account event is applied (`event.mutate`) to the account as the projection
+  last saw it (a bounded LRU cache; a miss loads the account at the previous version from the
+  store, snapshots helping).
+
+Figures come from the ledger's own code (`rules.evaluate`, `Ledger.interest_view`), never from a
+second formula: `ReplayLedger` is the ledger application with its reference-data loading turned
+off, so its interest code reads the projection's series.
+
+Late reference data. A price or parameter change recorded after account events whose `at` is at
+or after its own (a mark sent a moment late) changes the figures of those events as the ledger
+now replays them (DESIGN §9: read model = replay). Figures are computed at the end of each page,
+so lateness within a page costs nothing; a change older than what earlier pages committed is
+kept in `late` and the read models recompute the rows it reaches (`at` from the change up to the
+next value of the same series), loading those account versions again when they are no longer
+cached.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.utils import get_topic
+
+from ledger.application.reference import AssetHistory, InstrumentHistory, ReferenceData, Series
+from ledger.application.service import Ledger
+from ledger.domain.account import CROSS, Account
+from ledger.domain.reference import Asset, Instrument, Reference, Settings
+from ledger.numbers import ZERO
+from ledger.rules import margin as rules
+from ledger.rules.positions import unrealized_pnl
+from ledger.rules.terms import Mode
+from ledger.times import to_micros
+
+ACCOUNT_CACHE = 20_000
+SNAPSHOT_CACHE = 50_000
+
+
+def reference_topics() -> tuple[str, ...]:
+    """Return the topics of every reference-data event (assets, instruments, settings)."""
+    topics = []
+    for aggregate in (Asset, Instrument, Settings):
+        for value in vars(aggregate).values():
+            if isinstance(value, type) and issubclass(value, Reference.Event):
+                topics.append(get_topic(value))
+    return tuple(sorted(topics))
+
+
+class ReplayLedger(Ledger):
+    """The ledger application reading reference data from the projection's series.
+
+    Used for decoding the log, loading account versions and the interest view; it never writes.
+    `_load_reference` is the one hook overridden: the series are fed from the log in
+    notification order instead of being loaded whole from the store, so every figure is
+    computed with what the projection has seen and nothing else.
+    """
+
+    name = Ledger.name  # same store, same tables
+
+    def __init__(self, url: str, reference: ReferenceData | None = None) -> None:
+        super().__init__(url, env={"CREATE_TABLE": "n"})
+        self.reference = reference if reference is not None else ReferenceData()
+
+    def _load_reference(self, aggregate_id: UUID, kind: str, name: str) -> Reference | None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """An account event of the current page, awaiting its figures."""
+
+    account_id: UUID
+    account: str
+    version: int
+    at: datetime
+    notification_id: int
+    event_type: str
+    snapshot: rules.AccountSnapshot
+
+    @property
+    def at_micros(self) -> int:
+        return to_micros(self.at)
+
+
+@dataclass(frozen=True, slots=True)
+class Late:
+    """A reference change older than rows already committed: rows in [start, end) may move."""
+
+    kind: str  # asset / instrument / settings
+    name: str
+    start: int  # micros
+    end: int | None  # micros of the next value of the same series (None: none yet)
+
+
+@dataclass
+class Page:
+    """What the replay saw in the current page."""
+
+    steps: list[Step] = field(default_factory=list)
+    by_account: dict[UUID, list[Step]] = field(default_factory=dict)
+    touched: dict[UUID, Account] = field(default_factory=dict)  # state after the page
+    opened: set[UUID] = field(default_factory=set)
+    before: dict[UUID, rules.AccountSnapshot | None] = field(default_factory=dict)
+    before_at: dict[UUID, datetime] = field(default_factory=dict)  # last `at` before the page
+    late: list[tuple[str, str, Series[Any], int]] = field(default_factory=list)
+    figures: dict[tuple[UUID, int], rules.AccountFigures] = field(default_factory=dict)
+
+
+def market_for(reference: ReferenceData, snapshot: rules.AccountSnapshot,
+               at: datetime) -> rules.Market:
+    """Return the market `Ledger.market_for` builds for this holding at `at` (the same inputs
+    to `ReferenceData.market`: the symbols of positions and orders, the assets of balances and
+    spot in use)."""
+    symbols = {p.symbol for p in snapshot.positions} | set(snapshot.orders)
+    assets = set(snapshot.balances) | set(snapshot.spot_in_use)
+    return reference.market(at, assets, symbols)
+
+
+def figures_at(reference: ReferenceData, snapshot: rules.AccountSnapshot,
+               at: datetime) -> rules.AccountFigures:
+    """Return the account's figures at `at` (no limits: ratios and margins only)."""
+    return rules.evaluate(snapshot, market_for(reference, snapshot, at), limits=False)
+
+
+def involves(reference: ReferenceData, snapshot: rules.AccountSnapshot, kind: str,
+             name: str) -> bool:
+    """Tell whether a change of this reference stream can move this holding's figures."""
+    if kind == "settings":
+        return snapshot.mode is Mode.PORTFOLIO
+    symbols = {p.symbol for p in snapshot.positions} | set(snapshot.orders)
+    if kind == "instrument":
+        return name in symbols
+    assets = set(snapshot.balances) | set(snapshot.spot_in_use)
+    for symbol in symbols:
+        history = reference.instruments.get(symbol)
+        for terms in history.terms.values if history else ():
+            assets.update((terms.settle, terms.base))
+    return name in assets
+
+
+def bears_interest(reference: ReferenceData, asset: str) -> bool:
+    """Tell whether the asset has ever carried interest terms (the ledger's own test)."""
+    history = reference.assets.get(asset)
+    return history is not None and any(t.interest for t in history.terms.values)
+
+
+class Replay:
+    """Accounts and reference data as of the runner's position, plus the current page."""
+
+    def __init__(self, ledger: ReplayLedger) -> None:
+        self.ledger = ledger
+        self.reference = ledger.reference
+        self.committed_until: int | None = None  # max `at` (micros) of committed account events
+        self.page = Page()
+        self._streams: dict[UUID, tuple[str, str]] = {}  # reference stream → (kind, name)
+        self._accounts: OrderedDict[UUID, Account] = OrderedDict()
+        self._snapshots: OrderedDict[tuple[UUID, int], rules.AccountSnapshot] = OrderedDict()
+
+    # ------------------------------------------------------------------ feeding
+
+    def apply(self, event: Any, notification_id: int) -> Account | None:
+        """Apply one event of the log; return the account it moved (None: reference data)."""
+        if isinstance(event, Account.Event):
+            return self._apply_account(event, notification_id)
+        if isinstance(event, Reference.Event):
+            self._apply_reference(event)
+        return None
+
+    def _apply_account(self, event: Account.Event, notification_id: int) -> Account:
+        account_id = event.originator_id
+        account = self._accounts.get(account_id)
+        version = event.originator_version
+        if account is None or account.version != version - 1:
+            account = None if version == 1 else self.account_at(account_id, version - 1)
+        if account_id not in self.page.before:
+            self.page.before[account_id] = None if account is None else account.snapshot()
+            if account is not None:
+                self.page.before_at[account_id] = account.last_at
+        account = event.mutate(account)
+        assert isinstance(account, Account)
+        self._remember(account)
+        if isinstance(event, Account.AccountOpened):
+            self.page.opened.add(account_id)
+        self.page.touched[account_id] = account
+        step = Step(account_id, account.name, version, event.at, notification_id,
+                    type(event).__name__, account.snapshot())
+        self.page.steps.append(step)
+        self.page.by_account.setdefault(account_id, []).append(step)
+        return account
+
+    def _apply_reference(self, event: Reference.Event) -> None:
+        stream = event.originator_id
+        if isinstance(event, (Asset.AssetListed, Instrument.InstrumentListed)):
+            self._streams[stream] = ("asset" if isinstance(event, Asset.AssetListed)
+                                     else "instrument", event.name)
+        elif isinstance(event, Settings.PortfolioMarginListed):
+            self._streams[stream] = ("settings", event.name)
+        kind, name = self._streams[stream]
+        series: Series[Any] | None = None
+        if kind == "asset":
+            history = self.reference.assets.setdefault(name, AssetHistory())
+            history.observe(event)
+            series = _asset_series(history, event)
+        elif kind == "instrument":
+            history_i = self.reference.instruments.setdefault(name, InstrumentHistory())
+            history_i.observe(event)
+            series = _instrument_series(history_i, event)
+        else:
+            self.reference.settings.observe(event)
+            series = self.reference.settings.portfolio
+        micros = to_micros(event.at)
+        if series is not None and self.committed_until is not None \
+                and micros <= self.committed_until:
+            self.page.late.append((kind, name, series, micros))
+
+    # ------------------------------------------------------------------ reading
+
+    def account_at(self, account_id: UUID, version: int) -> Account:
+        """Return the account after `version` (cache, else the store)."""
+        cached = self._accounts.get(account_id)
+        if cached is not None and cached.version == version:
+            return cached
+        return self.ledger.load_account(account_id, version)
+
+    def snapshot_at(self, account_id: UUID, version: int) -> rules.AccountSnapshot:
+        """Return what the margin rules need of the account after `version`."""
+        for step in self.page.by_account.get(account_id, ()):
+            if step.version == version:
+                return step.snapshot
+        key = (account_id, version)
+        cached = self._snapshots.get(key)
+        if cached is not None:
+            return cached
+        snapshot = self.account_at(account_id, version).snapshot()
+        self._keep_snapshot(key, snapshot)
+        return snapshot
+
+    def figures(self, step: Step) -> rules.AccountFigures:
+        """Return the figures after this step, at its `at` (computed once per page)."""
+        key = (step.account_id, step.version)
+        found = self.page.figures.get(key)
+        if found is None:
+            found = figures_at(self.reference, step.snapshot, step.at)
+            self.page.figures[key] = found
+        return found
+
+    def last_steps(self) -> Iterator[Step]:
+        """Yield the last step of each account touched in the page."""
+        for steps in self.page.by_account.values():
+            yield steps[-1]
+
+    def late_changes(self) -> list[Late]:
+        """Return the late reference changes of the page with the end of the rows they reach
+        (the next value of the same series, as of the end of the page)."""
+        found = []
+        for kind, name, series, start in self.page.late:
+            index = bisect_right(series.times, start)
+            end = series.times[index] if index < len(series.times) else None
+            found.append(Late(kind, name, start, end))
+        return found
+
+    def interest_candidates(self, account: Account) -> bool:
+        """Tell whether the account may have owed an interest-bearing asset during the page,
+        or was ever charged one: otherwise its interest view cannot have changed (no
+        liability, nothing accrued) and the costly integration is skipped.
+
+        Each state the account went through is checked over the time it was in force: the
+        state before the page from its last event to the page's first, then the state after
+        each event. Its coin equity can only be negative if it is with every cross position
+        valued at its worst mark in that interval (PnL is monotonic in the mark, linear and
+        inverse alike), so this test may say yes for nothing, never no for a debt.
+        """
+        bearing = {a for a in set(account.balances) | set(account.interest_charged)
+                   if bears_interest(self.reference, a)}
+        if not bearing:
+            return False
+        if bearing & set(account.interest_charged):
+            return True
+        steps = self.page.by_account.get(account.id, [])
+        intervals = []
+        before = self.page.before.get(account.id)
+        if before is not None and steps:
+            intervals.append((before, self.page.before_at[account.id], steps[0].at))
+        for here, there in zip(steps, [*steps[1:], steps[-1]], strict=True):
+            intervals.append((here.snapshot, here.at, there.at))
+        return any(self._may_owe(state, asset, start, end)
+                   for state, start, end in intervals for asset in bearing)
+
+    def _may_owe(self, state: rules.AccountSnapshot, asset: str, start: datetime,
+                 end: datetime) -> bool:
+        """Tell whether `asset`'s coin equity could be negative between start and end."""
+        worst = state.balances.get(asset, ZERO)
+        for position in state.positions:
+            if position.margin_type != CROSS:
+                continue
+            history = self.reference.instruments.get(position.symbol)
+            if history is None:
+                continue
+            terms = [t for t in (history.terms.at(start),) if t is not None]
+            terms += [t for _, t in history.terms.between(start, end)]
+            marks = [history.marks.at(start) or position.entry_price]
+            marks += [m for _, m in history.marks.between(start, end)]
+            pnl = [unrealized_pnl(position.qty, position.entry_price, mark, t.contract_size,
+                                  t.is_inverse)
+                   for t in terms if t.settle == asset for mark in marks]
+            if pnl:
+                worst += min(pnl)
+        return worst < ZERO
+
+    def interest_view(self, account: Account, at: datetime) -> dict[str, dict[str, Decimal]]:
+        """Return the ledger's interest view of the account at `at` (accrued, charged)."""
+        return self.ledger.interest_view(account, at)
+
+    # ------------------------------------------------------------------ pages
+
+    def end_page(self) -> None:
+        """Forget the page once committed: its events become the committed past."""
+        for step in self.page.steps:
+            self._keep_snapshot((step.account_id, step.version), step.snapshot)
+            if self.committed_until is None or step.at_micros > self.committed_until:
+                self.committed_until = step.at_micros
+        self.page = Page()
+
+    def restore(self, events: Iterable[Any], committed_until: int | None) -> None:
+        """Rebuild the reference series from the reference events up to the position."""
+        for event in events:
+            self._apply_reference(event)
+        self.page = Page()
+        self.committed_until = committed_until
+
+    def _remember(self, account: Account) -> None:
+        self._accounts[account.id] = account
+        self._accounts.move_to_end(account.id)
+        while len(self._accounts) > ACCOUNT_CACHE:
+            self._accounts.popitem(last=False)
+
+    def _keep_snapshot(self, key: tuple[UUID, int], snapshot: rules.AccountSnapshot) -> None:
+        self._snapshots[key] = snapshot
+        self._snapshots.move_to_end(key)
+        while len(self._snapshots) > SNAPSHOT_CACHE:
+            self._snapshots.popitem(last=False)
+
+
+def _asset_series(history: AssetHistory, event: Any) -> Series[Any] | None:
+    if isinstance(event, (Asset.AssetListed, Asset.AssetConfigured)):
+        return history.terms
+    if isinstance(event, Asset.IndexPriceSet):
+        return history.index
+    if isinstance(event, Asset.RiskUnitConfigured):
+        return history.risk_unit
+    return None
+
+
+def _instrument_series(history: InstrumentHistory, event: Any) -> Series[Any] | None:
+    if isinstance(event, (Instrument.InstrumentListed, Instrument.InstrumentConfigured)):
+        return history.terms
+    if isinstance(event, Instrument.MarkPriceSet):
+        return history.marks
+    return None  # rates, funding periods and deliveries do not enter the figures

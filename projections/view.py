@@ -1,0 +1,166 @@
+"""The materialised view's plumbing: a tracking recorder and a page writer on SQLAlchemy.
+
+`ReadModelView` is the eventsourcing `TrackingRecorder` of one projection, kept in
+`projection_tracking` (one row per projection and upstream application), so the library's
+`wait()` and `has_tracking_id()` work on it. The runner never calls `insert_tracking` on its own:
+it moves every projection's position with `PageWriter.track` inside the page's transaction,
+conditionally on the position it started from (another runner that moved it first makes this
+one fail instead of writing twice).
+
+`PageWriter` runs the statements of one page on one connection, calling the test hook between
+rows and before the commit, so a crash can be injected at any of those points.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
+from sqlalchemy import Connection, Engine, Table, and_, delete, exc, insert, select, update
+
+from projections.tables import tracking
+
+Hook = Callable[[str], None]
+"""Called with "row" between rows, "statement" after a statement, "commit" before commit."""
+
+
+class TrackingConflict(IntegrityError):
+    """The tracking position moved under this runner (another runner or a rebuild)."""
+
+
+class ReadModelView(TrackingRecorder):
+    """Tracking of one projection in `projection_tracking`."""
+
+    def __init__(self, engine: Engine, projection: str) -> None:
+        self.engine = engine
+        self.projection = projection
+
+    def insert_tracking(self, tracking_: Tracking) -> None:
+        with self.engine.begin() as connection:
+            PageWriter(connection).track([self.projection], tracking_,
+                                         self._max(connection, tracking_.application_name))
+
+    def max_tracking_id(self, application_name: str) -> int | None:
+        with self.engine.connect() as connection:
+            return self._max(connection, application_name)
+
+    def _max(self, connection: Connection, application_name: str) -> int | None:
+        return connection.execute(
+            select(tracking.c.notification_id).where(
+                tracking.c.projection == self.projection,
+                tracking.c.application_name == application_name)
+        ).scalar_one_or_none()
+
+
+class PageWriter:
+    """Statements of one page, on the page's connection (one transaction)."""
+
+    def __init__(self, connection: Connection, hook: Hook | None = None) -> None:
+        self.connection = connection
+        self.hook = hook
+        self.rows = 0
+
+    def track(self, projections: Sequence[str], position: Tracking,
+              expected: int | None) -> None:
+        """Move the projections' positions from `expected` to `position`, in one statement
+        (or fail: `TrackingConflict` when any of them is no longer at `expected`)."""
+        if expected is None:
+            try:
+                self.connection.execute(insert(tracking), [
+                    {"projection": name, "application_name": position.application_name,
+                     "notification_id": position.notification_id} for name in projections])
+            except exc.IntegrityError as error:
+                raise TrackingConflict(
+                    "tracking was started by another runner (or a rebuild)") from error
+        else:
+            moved = self.connection.execute(
+                update(tracking).where(
+                    tracking.c.projection.in_(list(projections)),
+                    tracking.c.application_name == position.application_name,
+                    tracking.c.notification_id == expected)
+                .values(notification_id=position.notification_id))
+            if moved.rowcount != len(projections):
+                raise TrackingConflict(
+                    f"tracking is no longer at {expected} (another runner, or a rebuild)")
+        self._after("statement")
+
+    def insert(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert new rows (PostgreSQL: one COPY, the fastest path into a table)."""
+        if rows and self.hook is None and self.connection.dialect.name == "postgresql":
+            self._copy(table, rows)
+            return
+        self._run(insert(table), rows)
+
+    def _copy(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+        """COPY rows in the page's transaction (the DBAPI connection is the same). The
+        values need no conversion on PostgreSQL: ExactDecimal and UtcDateTime bind the
+        Decimal and the aware datetime as they are."""
+        from psycopg import sql
+
+        columns = list(rows[0])
+        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, columns)))
+        driver: Any = self.connection.connection.driver_connection
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row([row[name] for name in columns])
+        self.rows += len(rows)
+        self._after("statement")
+
+    def upsert(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert rows, replacing those with the same primary key."""
+        if not rows:
+            return
+        keys = [column.name for column in table.primary_key.columns]
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        dialect: Any = postgresql if self.connection.dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(table)
+        changes = {name: statement.excluded[name] for name in rows[0] if name not in keys}
+        self._run(statement.on_conflict_do_update(index_elements=keys, set_=changes), rows)
+
+    def delete_where_in(self, table: Table, column: str, values: Sequence[Any]) -> None:
+        if values:
+            self.connection.execute(delete(table).where(table.c[column].in_(values)))
+            self._after("statement")
+
+    def delete_keys(self, table: Table, keys: Sequence[dict[str, Any]]) -> None:
+        """Delete the rows with these primary keys."""
+        if not keys:
+            return
+        from sqlalchemy import bindparam
+
+        names = [column.name for column in table.primary_key.columns]
+        condition = and_(*(table.c[name] == bindparam(f"key_{name}") for name in names))
+        self._run(delete(table).where(condition),
+                  [{f"key_{name}": key[name] for name in names} for key in keys])
+
+    def update(self, table: Table, keys: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
+        """Update rows matched by `keys` (their values in each row under `key_<name>`)."""
+        if not rows:
+            return
+        from sqlalchemy import bindparam
+
+        # The SET clause comes from the rows' other keys (column names), per SQLAlchemy.
+        condition = and_(*(table.c[key] == bindparam(f"key_{key}") for key in keys))
+        self._run(update(table).where(condition), rows)
+
+    def before_commit(self) -> None:
+        self._after("commit")
+
+    def _run(self, statement: Any, rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        if self.hook is None:
+            self.connection.execute(statement, list(rows))
+        else:
+            for row in rows:  # one at a time, so a crash can fall between any two rows
+                self.connection.execute(statement, [row])
+                self._after("row")
+        self.rows += len(rows)
+        self._after("statement")
+
+    def _after(self, point: str) -> None:
+        if self.hook is not None:
+            self.hook(point)
