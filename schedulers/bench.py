@@ -1,0 +1,110 @@
+"""Measure one funding settlement over many open positions (`ledger bench`, issue 5).
+
+`funding_bench(url, positions)` builds, in an empty store, `positions` accounts each holding one
+BTCUSDT position (half long, half short, so the funding nets to zero), then times the 08:00
+funding settlement twice over:
+
+- `settle_warm_s` (08:00): `ledger.handle(settle_funding)` on the ledger that ingested the
+  positions, every account already in memory — the settlement and its one save;
+- `settle_cold_s` (16:00): the scheduler's real path, `Jobs.run("funding")` on a fresh `Ledger`
+  — find what is due, load every holder from the store, settle, save.
+
+Setup is quick by construction: the instrument is listed at 07:00, so 08:00 is its first funding
+time (nothing else is due), accounts open, deposit and fill in `with ledger.batch():` blocks of
+`batch_accounts` accounts (three commands each, one transaction per block).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ledger.application.commands import Command, parse_command
+from ledger.application.service import Ledger
+from ledger.clock import FixedClock
+from ledger.domain.ids import instrument_id
+from ledger.domain.reference import Instrument
+from ledger.numbers import install
+from ledger.times import format_at
+
+LISTED = datetime(2025, 1, 1, 7, tzinfo=UTC)
+FIRST = datetime(2025, 1, 1, 8, tzinfo=UTC)
+SECOND = FIRST + timedelta(hours=8)
+
+
+def _reference() -> list[Command]:
+    at = format_at(LISTED)
+    return [parse_command(c) for c in (
+        {"type": "asset", "at": at, "asset": "USDT"},
+        {"type": "asset", "at": at, "asset": "BTC"},
+        {"type": "instrument", "at": at, "symbol": "BTCUSDT", "kind": "linear_perpetual",
+         "base": "BTC", "settle": "USDT", "contract_size": "0.001",
+         "risk_tiers": [{"up_to": None, "mmr": "0.005", "max_leverage": "100"}]},
+        {"type": "mark_price", "at": at, "symbol": "BTCUSDT", "price": "50000"},
+        {"type": "funding_rate", "at": format_at(LISTED + timedelta(minutes=30)),
+         "symbol": "BTCUSDT", "rate": "0.0001"},
+    )]
+
+
+def _account_commands(index: int) -> Iterator[Command]:
+    at = format_at(LISTED + timedelta(minutes=10))
+    name = f"bench-{index:07d}"
+    yield parse_command({"type": "open_account", "at": at, "account": name,
+                         "mode": "single_asset"})
+    yield parse_command({"type": "deposit", "at": at, "id": "d1", "account": name,
+                         "asset": "USDT", "amount": "1000"})
+    yield parse_command({"type": "fill", "at": at, "id": "f1", "account": name,
+                         "symbol": "BTCUSDT", "side": "buy" if index % 2 == 0 else "sell",
+                         "qty": "10", "price": "50000", "fee": "0"})
+
+
+def funding_bench(url: str, positions: int = 100_000, batch_accounts: int = 2_000
+                  ) -> dict[str, Any]:
+    """Build `positions` open positions in the empty store at `url`, then time one funding
+    settlement of them all (see the module docstring). Returns the figures."""
+    from schedulers.jobs import Jobs
+
+    install()
+    ledger = Ledger(url)
+    started = time.perf_counter()
+    with ledger.batch():
+        for command in _reference():
+            ledger.handle(command)
+    for first in range(0, positions, batch_accounts):
+        with ledger.batch():
+            for index in range(first, min(positions, first + batch_accounts)):
+                for command in _account_commands(index):
+                    ledger.handle(command)
+    setup_s = time.perf_counter() - started
+
+    # Warm: the settlement alone, every holder already in memory.
+    started = time.perf_counter()
+    ledger.handle(parse_command({"type": "settle_funding", "at": format_at(FIRST)}))
+    warm_s = time.perf_counter() - started
+    ledger.handle(parse_command({"type": "funding_rate", "at": format_at(FIRST + timedelta(
+        minutes=30)), "symbol": "BTCUSDT", "rate": "0.0001"}))
+    ledger.close()
+
+    # Cold: the scheduler's path on a fresh ledger, at the next funding time.
+    fresh = Ledger(url)
+    jobs = Jobs(fresh, FixedClock(SECOND), sweep_seconds=3600)
+    started = time.perf_counter()
+    report = jobs.run("funding")
+    cold_s = time.perf_counter() - started
+    assert [s.period.at for s in report.settled] == [SECOND], report.line()
+    events = report.settled[0].events
+    periods = [e.period for e in fresh.events.get(instrument_id("BTCUSDT"))
+               if isinstance(e, Instrument.FundingPeriodSettled)]
+    assert periods == [FIRST, SECOND], periods
+    fresh.close()
+    return {
+        "positions": positions,
+        "setup_s": round(setup_s, 1),
+        "settle_cold_s": round(cold_s, 2),
+        "settle_warm_s": round(warm_s, 2),
+        "events": events,
+        "transactions_per_settlement": 1,
+        "batch_accounts": batch_accounts,
+    }

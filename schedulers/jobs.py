@@ -1,0 +1,260 @@
+"""The scheduler's jobs: find what is due from the ledger, send the ledger's own commands.
+
+Thin on purpose (STYLE §11): `periods.py` decides which periods are due; the ledger's handlers
+(`settle_funding`, `settle_delivery`, `charge_interest`, `check_margin`) do all the work, each
+funding time with each instrument's own rate and mark at that `at`. What is done is read from the
+ledger's events and index, never from APScheduler's memory:
+
+- funding: `FundingPeriodSettled` events, as `ledger.reference.instruments[s].periods`;
+- delivery: `InstrumentDelivered` events, as `ledger.reference.instruments[s].delivered`;
+- interest: the recorded `charge_interest` commands (`ledger.index.command_times`);
+- sweep: the recorded `check_margin` command at the latest sweep time.
+
+Every run starts with `ledger.discard()`: another process (the feed, an operator, a scheduler
+that was active a moment ago) may have written since the last run. Each period is one command,
+saved in its own transaction; when a concurrent writer wins the optimistic-concurrency check the
+save raises `IntegrityError`, and the period is retried on a fresh view (the ledger's idempotency
+makes the retry safe: whatever the other writer settled is acknowledged or skipped).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from eventsourcing.persistence import IntegrityError
+
+from ledger.application.commands import idempotency_key, parse_command
+from ledger.application.service import ACKNOWLEDGED, Ledger
+from ledger.clock import Clock
+from ledger.errors import LedgerError
+from ledger.numbers import install, to_str
+from ledger.times import format_at, from_micros
+from schedulers import periods as p
+
+log = logging.getLogger("ledger.scheduler")
+
+JOB_KINDS = {"funding": p.FUNDING, "delivery": p.DELIVERY, "interest": p.INTEREST,
+             "sweep": p.SWEEP}
+DEFAULT_LIMIT = 200  # periods per job run: ~8 days of hourly interest with their funding times
+RETRIES = 5  # attempts per period when a concurrent writer wins the save
+LISTED_PER_LINE = 8  # a log line lists each period up to this many, then summarises
+
+
+@dataclass(frozen=True)
+class Settled:
+    """One period a job sent, and what became of it."""
+
+    period: p.Period
+    outcome: str  # "applied" or "acknowledged"
+    detail: str = ""
+    events: int = 0  # growth of the notification log during the command
+
+    def describe(self) -> str:
+        text = f"{self.period.kind} {format_at(self.period.at)}"
+        if self.outcome == ACKNOWLEDGED:
+            return text + " (already done)"
+        if self.detail:
+            text += f" [{self.detail}]"
+        return text + f" +{self.events} events"
+
+
+@dataclass
+class JobReport:
+    """What one job run did: its log line."""
+
+    job: str
+    now: datetime
+    settled: list[Settled] = field(default_factory=list)
+    left: int = 0
+    stopped: bool = False
+    error: str | None = None
+
+    def line(self) -> str:
+        head = f"{self.job} job at {format_at(self.now)}: "
+        if len(self.settled) > LISTED_PER_LINE:
+            body = f"settled {len(self.settled)}: " + self._summary()
+        elif self.settled:
+            body = f"settled {len(self.settled)}: " + "; ".join(
+                s.describe() for s in self.settled)
+        else:
+            body = "nothing due"
+        if self.left:
+            body += f"; {self.left} more due (next run)"
+        if self.stopped:
+            body += "; stopped before the rest (shutdown)"
+        if self.error:
+            body += f"; stopped at an error: {self.error}"
+        return head + body
+
+    def _summary(self) -> str:
+        """A long catch-up in one line: per kind, how many, from which period to which."""
+        parts = []
+        for kind in p.KINDS:
+            mine = [s for s in self.settled if s.period.kind == kind]
+            if mine:
+                done = sum(s.outcome == ACKNOWLEDGED for s in mine)
+                parts.append(f"{len(mine)} {kind} {format_at(mine[0].period.at)} … "
+                             f"{format_at(mine[-1].period.at)}"
+                             + (f" ({done} already done)" if done else ""))
+        events = sum(s.events for s in self.settled)
+        return ", ".join(parts) + f" +{events} events"
+
+
+class Jobs:
+    """The scheduler's four jobs over one ledger; not thread-safe (the jobs share one worker)."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        clock: Clock,
+        *,
+        sweep_seconds: int = 5,
+        limit: int = DEFAULT_LIMIT,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> None:
+        assert sweep_seconds > 0, sweep_seconds
+        assert limit > 0, limit
+        self.ledger = ledger
+        self.clock = clock
+        self.sweep_seconds = sweep_seconds
+        self.limit = limit
+        self.should_stop = should_stop
+        self.futures: list[tuple[datetime, bool]] = []  # (expiry, delivered), as of the last run
+
+    # ------------------------------------------------------------------ what is due
+
+    def due(self, now: datetime) -> list[p.Period]:
+        """Return every period due at `now` and not done, read from the ledger."""
+        schedules, self.futures = self._instruments()
+        due = p.due_funding(schedules, now)
+        due += p.due_deliveries(self.futures, now)
+        due += p.due_interest(self._first_interest_at(), now, self._charged())
+        sweep = p.latest_sweep(now, self.sweep_seconds)
+        if not self._recorded(sweep):
+            due.append(sweep)
+        return due
+
+    def _instruments(self) -> tuple[list[p.FundingSchedule], list[tuple[datetime, bool]]]:
+        schedules = []
+        futures = []
+        for _, symbol in self.ledger.index.streams("instrument"):
+            self.ledger.require_instrument(symbol)  # loads its history
+            history = self.ledger.reference.instruments[symbol]
+            changes = [
+                (from_micros(micros), terms.funding_interval_hours if terms.has_funding else None)
+                for micros, terms in zip(history.terms.times, history.terms.values, strict=True)
+            ]
+            schedules.append(p.FundingSchedule(symbol, changes, frozenset(history.periods)))
+            latest = history.terms.values[-1]
+            if latest.expiry is not None:
+                futures.append((latest.expiry, bool(history.delivered)))
+        return schedules, futures
+
+    def _first_interest_at(self) -> datetime | None:
+        first: datetime | None = None
+        for _, asset in self.ledger.index.streams("asset"):
+            self.ledger.require_asset(asset)
+            history = self.ledger.reference.assets[asset]
+            for micros, terms in zip(history.terms.times, history.terms.values, strict=True):
+                if terms.interest is not None:
+                    at = from_micros(micros)
+                    first = at if first is None or at < first else first
+                    break
+        return first
+
+    def _charged(self) -> list[datetime]:
+        prefix = p.INTEREST + "|@"
+        return [from_micros(micros) for micros in self.ledger.index.command_times(prefix)]
+
+    def _recorded(self, period: p.Period) -> bool:
+        key = idempotency_key(parse_command(period.command()))
+        assert key is not None, period
+        return bool(self.ledger.index.seen_commands([key]))
+
+    # ------------------------------------------------------------------ running
+
+    def run(self, job: str) -> JobReport:
+        """Run one job now: settle every due period up to its own latest one, oldest first
+        (every kind, in time order: `periods.catch_up_plan`), then log one line."""
+        install()  # the decimal context is per thread; APScheduler runs jobs in its own
+        kind = JOB_KINDS[job]
+        self.ledger.discard()
+        now = self.clock.now()
+        report = JobReport(job, now)
+        plan = p.catch_up_plan(self.due(now), kind, self.limit)
+        report.left = plan.left
+        for index, period in enumerate(plan.periods):
+            if self.should_stop():
+                report.stopped = True
+                report.left += len(plan.periods) - index
+                break
+            try:
+                report.settled.append(self.settle(period))
+            except LedgerError as error:
+                # Later periods wait: settling them first would break the time order.
+                report.error = f"{period}: {error.code}: {error}"
+                report.left += len(plan.periods) - index
+                self.ledger.discard()
+                break
+        if report.error:
+            log.error(report.line())
+        elif report.settled or report.left:
+            log.info(report.line())
+        else:
+            log.debug(report.line())  # most runs find nothing due; the sweep shows liveness
+        return report
+
+    def settle(self, period: p.Period) -> Settled:
+        """Send the period's command; on a lost optimistic-concurrency race, forget the
+        working set and send it again (the ledger acknowledges what the winner did)."""
+        command = parse_command(period.command())
+        for attempt in range(1, RETRIES + 1):
+            before = self._snapshot(period)
+            first_id = self.ledger.recorder.max_notification_id() or 0
+            try:
+                outcome = self.ledger.handle(command)
+            except IntegrityError:
+                self.ledger.discard()
+                if attempt == RETRIES:
+                    raise
+                self._instruments()  # reload what the log details compare against
+                log.warning("%s: another writer saved first; retrying on a fresh view "
+                            "(attempt %d)", period, attempt + 1)
+                continue
+            events = (self.ledger.recorder.max_notification_id() or 0) - first_id
+            return Settled(period, outcome, self._detail(period, before), events)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # ------------------------------------------------------------------ log details
+
+    def _snapshot(self, period: p.Period) -> set[str]:
+        """Return the instruments that had settled (funding) or delivered (delivery) before."""
+        done = set()
+        for symbol, history in self.ledger.reference.instruments.items():
+            if period.kind == p.FUNDING and period.at in history.periods:
+                done.add(symbol)
+            if period.kind == p.DELIVERY and history.delivered:
+                done.add(symbol)
+        return done
+
+    def _detail(self, period: p.Period, before: set[str]) -> str:
+        parts = []
+        for symbol, history in sorted(self.ledger.reference.instruments.items()):
+            if symbol in before:
+                continue
+            if period.kind == p.FUNDING and period.at in history.periods:
+                record = history.periods[period.at]
+                rate = "none" if record.rate is None else to_str(record.rate)
+                mark = "none" if record.mark_price is None else to_str(record.mark_price)
+                paid = "paid" if record.paid else "nothing paid"
+                parts.append(f"{symbol} rate {rate} mark {mark} {paid}")
+            if period.kind == p.DELIVERY and history.delivered:
+                parts.append(f"{symbol} delivered at {to_str(history.delivered.values[-1])}")
+        return ", ".join(parts)
+
+    def next_expiry(self, after: datetime) -> datetime | None:
+        """Return the next expiry of an undelivered future after `after` (as of the last run)."""
+        return p.next_expiry(self.futures, after)
