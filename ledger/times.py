@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from decimal import Decimal
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -33,6 +34,7 @@ def parse_at(text: str) -> datetime:
     return datetime.fromisoformat(normalised).astimezone(UTC)
 
 
+@lru_cache(maxsize=4096)
 def format_at(at: datetime) -> str:
     """Print a UTC time as RFC 3339 with `Z` (fractional seconds only when present)."""
     at = at.astimezone(UTC)

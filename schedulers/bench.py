@@ -6,8 +6,11 @@ funding settlement twice over:
 
 - `settle_warm_s` (08:00): `ledger.handle(settle_funding)` on the ledger that ingested the
   positions, every account already in memory — the settlement and its one save;
-- `settle_cold_s` (16:00): the scheduler's real path, `Jobs.run("funding")` on a fresh `Ledger`
-  — find what is due, load every holder from the store, settle, save.
+- `settle_cold_s` (16:00): the scheduler's path on a fresh `Ledger` (just started)
+  — find what is due, load every holder from the store, settle, save;
+- `settle_steady_s` (00:00 the next day): the same scheduler a period later, after another
+  process wrote a rate and a mark: it catches up from the notification log and keeps its
+  accounts in memory, so this is the figure of a scheduler that has been running.
 
 Setup is quick by construction: the instrument is listed at 07:00, so 08:00 is its first funding
 time (nothing else is due), accounts open, deposit and fill in `with ledger.batch():` blocks of
@@ -98,12 +101,28 @@ def funding_bench(url: str, positions: int = 100_000, batch_accounts: int = 2_00
     periods = [e.period for e in fresh.events.get(instrument_id("BTCUSDT"))
                if isinstance(e, Instrument.FundingPeriodSettled)]
     assert periods == [FIRST, SECOND], periods
+
+    # Steady: the running scheduler's path at the next funding time, after another process
+    # wrote a rate and a mark (caught up from the notification log, accounts kept in memory).
+    feed = Ledger(url)
+    third = SECOND + timedelta(hours=8)
+    feed.handle(parse_command({"type": "funding_rate", "at": format_at(third - timedelta(
+        minutes=30)), "symbol": "BTCUSDT", "rate": "0.0001"}))
+    feed.handle(parse_command({"type": "mark_price", "at": format_at(third - timedelta(
+        minutes=1)), "symbol": "BTCUSDT", "price": "50100"}))
+    feed.close()
+    jobs = Jobs(fresh, FixedClock(third), sweep_seconds=3600)
+    started = time.perf_counter()
+    report = jobs.run("funding")
+    steady_s = time.perf_counter() - started
+    assert [s.period.at for s in report.settled] == [third], report.line()
     fresh.close()
     return {
         "positions": positions,
         "setup_s": round(setup_s, 1),
         "settle_cold_s": round(cold_s, 2),
         "settle_warm_s": round(warm_s, 2),
+        "settle_steady_s": round(steady_s, 2),
         "events": events,
         "transactions_per_settlement": 1,
         "batch_accounts": batch_accounts,

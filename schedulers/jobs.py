@@ -10,8 +10,9 @@ ledger's events and index, never from APScheduler's memory:
 - interest: the recorded `charge_interest` commands (`ledger.index.command_times`);
 - sweep: the recorded `check_margin` command at the latest sweep time.
 
-Every run starts with `ledger.discard()`: another process (the feed, an operator, a scheduler
-that was active a moment ago) may have written since the last run. Each period is one command,
+Every run starts with `ledger.catch_up()`: another process (the feed, an operator, a scheduler
+that was active a moment ago) may have written since the last run; the ledger reads what they
+wrote from the notification log and applies it to the accounts it holds in memory. Each period is one command,
 saved in its own transaction; when a concurrent writer wins the optimistic-concurrency check the
 save raises `IntegrityError`, and the period is retried on a fresh view (the ledger's idempotency
 makes the retry safe: whatever the other writer settled is acknowledged or skipped).
@@ -181,7 +182,7 @@ class Jobs:
         (every kind, in time order: `periods.catch_up_plan`), then log one line."""
         install()  # the decimal context is per thread; APScheduler runs jobs in its own
         kind = JOB_KINDS[job]
-        self.ledger.discard()
+        self.ledger.catch_up()
         now = self.clock.now()
         report = JobReport(job, now)
         plan = p.catch_up_plan(self.due(now), kind, self.limit)

@@ -15,7 +15,13 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
-from ledger.application.store import SIDE_TABLES, IndexQueries, SideRows, _write_side_rows
+from ledger.application.store import (
+    SIDE_TABLES,
+    IndexQueries,
+    SideRows,
+    _stored,
+    _write_side_rows,
+)
 
 
 class LedgerPostgresRecorder(PostgresApplicationRecorder, IndexQueries):
@@ -66,6 +72,22 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder, IndexQueries):
                         checkpoints=side.checkpoints)
         if rest:
             _write_side_rows(curs, rest, "%s")
+
+    def latest_snapshots(self, table: str, ids: Sequence[Any]) -> list[StoredEvent]:
+        rows = self._rows(
+            f"SELECT DISTINCT ON (originator_id) originator_id, originator_version, topic, state"
+            f" FROM {table} WHERE originator_id = ANY(%s)"
+            " ORDER BY originator_id, originator_version DESC", (list(ids),))
+        return [_stored(row) for row in rows]
+
+    def events_after(self, table: str, after: Sequence[tuple[Any, int]]) -> list[StoredEvent]:
+        rows = self._rows(
+            f"SELECT e.originator_id, e.originator_version, e.topic, e.state FROM {table} e"
+            " JOIN unnest(%s::uuid[], %s::bigint[]) AS s(id, v)"
+            " ON e.originator_id = s.id AND e.originator_version > s.v"
+            " ORDER BY e.originator_id, e.originator_version",
+            ([stream for stream, _ in after], [version for _, version in after]))
+        return [_stored(row) for row in rows]
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self.datastore.transaction(commit=False) as curs:

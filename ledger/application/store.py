@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlparse
+from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
@@ -148,11 +149,46 @@ class IndexQueries:
             " ORDER BY at_micros DESC LIMIT 1"), (stream_id, asset, at_micros))
         return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
 
+    def latest_snapshots(self, table: str, ids: Sequence[Any]) -> list[StoredEvent]:
+        """Return the latest snapshot of each of these streams that has one (bulk loading)."""
+        marks = ", ".join("?" for _ in ids)
+        rows = self._rows(self._sql(
+            f"SELECT s.originator_id, s.originator_version, s.topic, s.state FROM {table} s"
+            f" JOIN (SELECT originator_id, MAX(originator_version) AS v FROM {table}"
+            f" WHERE originator_id IN ({marks}) GROUP BY originator_id) m"
+            " ON s.originator_id = m.originator_id AND s.originator_version = m.v"),
+            [self._stream_key(i) for i in ids])
+        return [_stored(row) for row in rows]
+
+    def events_after(self, table: str, after: Sequence[tuple[Any, int]]) -> list[StoredEvent]:
+        """Return the events of each stream after its given version, in stream order."""
+        values = ", ".join("(?, ?)" for _ in after)
+        params: list[Any] = []
+        for stream, version in after:
+            params.extend((self._stream_key(stream), version))
+        rows = self._rows(self._sql(
+            f"WITH s(id, v) AS (VALUES {values})"
+            f" SELECT e.originator_id, e.originator_version, e.topic, e.state FROM {table} e"
+            " JOIN s ON e.originator_id = s.id AND e.originator_version > s.v"
+            " ORDER BY e.originator_id, e.originator_version"), params)
+        return [_stored(row) for row in rows]
+
+    def _stream_key(self, stream: Any) -> Any:
+        return stream
+
     def command_times(self, prefix: str) -> list[int]:
         """Return the `at` of every recorded command whose key starts with `prefix`."""
         return [row[0] for row in self._rows(self._sql(
             "SELECT at_micros FROM ledger_commands WHERE command_key LIKE ? ORDER BY at_micros"
         ), (prefix + "%",))]
+
+
+def _stored(row: Sequence[Any]) -> StoredEvent:
+    originator = row[0]
+    if isinstance(originator, str):
+        originator = UUID(originator)
+    return StoredEvent(originator_id=originator, originator_version=row[1], topic=row[2],
+                       state=bytes(row[3]))
 
 
 class LedgerSQLiteRecorder(SQLiteApplicationRecorder, IndexQueries):
@@ -175,6 +211,9 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder, IndexQueries):
         if side:
             _write_side_rows(c, side, "?")
         return None
+
+    def _stream_key(self, stream: Any) -> Any:
+        return stream.hex if isinstance(stream, UUID) else stream
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self.datastore.transaction(commit=False) as c:

@@ -330,16 +330,16 @@ def test_a_concurrent_writer_makes_the_job_retry_on_a_fresh_view(
     for hour in (0, 4):
         other.handle(parse_command({"type": "settle_funding",
                                     "at": format_at(f.T0 + timedelta(hours=hour))}))
-    save = ledger.save
+    put = ledger.events.put
     raced: list[str] = []
 
-    def racing_save(*aggregates: Any, **kwargs: Any) -> Any:
+    def racing_put(events: Any, **kwargs: Any) -> Any:
         if not raced:  # the first save is the job's 08:00 funding: the other writer wins
             raced.append("2025-01-01T08:00:00Z")
             other.handle(parse_command({"type": "settle_funding", "at": raced[0]}))
-        return save(*aggregates, **kwargs)
+        return put(events, **kwargs)
 
-    ledger.save = racing_save  # type: ignore[method-assign]
+    ledger.events.put = racing_put  # type: ignore[method-assign]
     with caplog.at_level(logging.WARNING, logger="ledger.scheduler"):
         report = jobs.run("funding")
     assert raced == ["2025-01-01T08:00:00Z"]
