@@ -122,9 +122,9 @@ class IndexQueries:
     def version_at(self, stream_id: str, at_micros: int) -> int | None:
         """Return the stream's last version with at ≤ at_micros (None: nothing yet)."""
         rows = self._rows(self._sql(
-            "SELECT MAX(version) FROM ledger_event_index WHERE stream_id = ? AND at_micros <= ?"
-        ), (stream_id, at_micros))
-        return rows[0][0] if rows and rows[0][0] is not None else None
+            "SELECT version FROM ledger_event_index WHERE stream_id = ? AND at_micros <= ?"
+            " ORDER BY at_micros DESC, version DESC LIMIT 1"), (stream_id, at_micros))
+        return rows[0][0] if rows else None
 
     def last_at_micros(self) -> int | None:
         rows = self._rows("SELECT MAX(at_micros) FROM ledger_event_index")

@@ -67,14 +67,14 @@ def _revisions() -> list[str]:
 def test_the_code_expects_the_head_revision() -> None:
     script = ScriptDirectory(schema.script_location())
     assert script.get_current_head() == schema.HEAD
-    assert _revisions() == ["0001", "0002"]
+    assert _revisions() == ["0001", "0002", "0003"]
 
 
 def test_every_revision_up_and_down_one_at_a_time(store_url: str) -> None:
     url = store_url
     _to_base(url)
     legacy = set(schema.legacy_tables(url))
-    expected = {"0001": legacy, "0002": legacy | READ_MODELS}
+    expected = {"0001": legacy, "0002": legacy | READ_MODELS, "0003": legacy | READ_MODELS}
     assert _tables(url) == set()
     assert schema.current(url) is None
     for revision in _revisions():
@@ -84,7 +84,7 @@ def test_every_revision_up_and_down_one_at_a_time(store_url: str) -> None:
     assert schema.is_current(url)
     if schema.is_postgres(url):
         assert _postgres_objects(url) == {"type": True, "view": True}
-    for revision, below in (("0002", "0001"), ("0001", "base")):
+    for revision, below in (("0003", "0002"), ("0002", "0001"), ("0001", "base")):
         assert schema.current(url) == revision
         schema.downgrade(url, below)
         assert _tables(url) == (expected[below] if below != "base" else set())
@@ -210,7 +210,7 @@ def test_the_alembic_command_line_takes_the_url(tmp_path: Path) -> None:
     done = subprocess.run([*alembic, "current"], cwd=tmp_path, env=env, capture_output=True,
                           text=True, check=False)
     assert done.returncode == 0, done.stderr
-    assert "0002 (head)" in done.stdout
+    assert f"{schema.HEAD} (head)" in done.stdout
 
 
 @pytest.mark.parametrize("url", ["mysql://nowhere/db", "oracle://x"])

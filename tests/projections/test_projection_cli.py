@@ -40,7 +40,7 @@ def _store(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     code, out, _ = _invoke("--db", url, "migrate")
     assert code == 0
-    assert out.strip() == "schema none → 0002"
+    assert out.strip() == f"schema none → {schema.HEAD}"
     ledger = Ledger(url)
     try:
         apply(ledger, seeded_feed(2, size=15), [3])
@@ -52,7 +52,7 @@ def _store(tmp_path: Path) -> str:
 def test_migrate_then_again(tmp_path: Path) -> None:
     url = _store(tmp_path)
     code, out, _ = _invoke("--db", url, "migrate")
-    assert (code, out.strip()) == (0, "schema already at 0002")
+    assert (code, out.strip()) == (0, f"schema already at {schema.HEAD}")
 
 
 def test_run_once_and_status(tmp_path: Path) -> None:
