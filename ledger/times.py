@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from decimal import Decimal
+from functools import lru_cache
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SECONDS_PER_YEAR = 31_536_000  # 365 days, as DESIGN §6.8 and PORTFOLIO-MARGIN §10.1 say
@@ -31,7 +31,10 @@ def parse_at(text: str) -> datetime:
         if digits[6:].strip("0"):
             raise ValueError(f"more precise than a microsecond: {text!r}")
         normalised = normalised.replace("." + digits, "." + digits[:6])
-    return datetime.fromisoformat(normalised).astimezone(UTC)
+    try:
+        return datetime.fromisoformat(normalised).astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"outside the calendar in UTC: {text!r}") from None
 
 
 @lru_cache(maxsize=4096)

@@ -10,6 +10,7 @@ anything reads the store (DESIGN 6.11 check order).
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
@@ -17,8 +18,10 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
 
 from ledger.errors import InvalidInputError
-from ledger.numbers import ZERO, is_decimal_text
+from ledger.numbers import PRECISION, ZERO, is_decimal_text
 from ledger.times import parse_at
+
+_DIGITS = re.compile(r"[0-9]+\Z")
 
 
 class JsonNumber:
@@ -37,10 +40,23 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number the ledger accepts")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
 def load_line(text: str) -> Any:
-    """Parse one feed line; JSON numbers become `JsonNumber`, NaN/Infinity are refused."""
+    """Parse one feed line; JSON numbers become `JsonNumber`, NaN/Infinity and duplicate keys
+    are refused (a repeated key would silently change the command)."""
+    if text.startswith("\x00"):
+        raise ValueError("the line is not UTF-8 text")
     return json.loads(
-        text, parse_float=JsonNumber, parse_int=JsonNumber, parse_constant=_refuse_constant
+        text, parse_float=JsonNumber, parse_int=JsonNumber, parse_constant=_refuse_constant,
+        object_pairs_hook=_unique_keys,
     )
 
 
@@ -50,7 +66,10 @@ def _decimal(value: Any) -> Decimal:
     text = value.text if isinstance(value, JsonNumber) else value
     if not isinstance(text, str) or not is_decimal_text(text):
         raise ValueError(f"not a decimal (-?digits[.digits]): {text!r}")
-    return Decimal(text)
+    number = Decimal(text)
+    if len(number.as_tuple().digits) > PRECISION:
+        raise ValueError(f"more than {PRECISION} significant digits: {text}")
+    return number
 
 
 def _positive(value: Any) -> Decimal:
@@ -80,7 +99,7 @@ def _integer(value: Any) -> int:
     if isinstance(value, int):
         return value
     text = value.text if isinstance(value, JsonNumber) else value
-    if not isinstance(text, str) or not text.isdigit():
+    if not isinstance(text, str) or not _DIGITS.match(text):
         raise ValueError(f"not a non-negative integer: {text!r}")
     return int(text)
 
@@ -98,6 +117,10 @@ def _name(value: Any) -> str:
         raise ValueError("must be a non-empty string")
     if value != value.strip():
         raise ValueError("must not start or end with spaces")
+    if any(ord(char) < 32 or 0xD800 <= ord(char) <= 0xDFFF for char in value):
+        raise ValueError("must hold no control characters or lone surrogates")
+    if len(value) > 200:
+        raise ValueError("must be at most 200 characters")
     return value
 
 
@@ -313,6 +336,12 @@ class OpenAccountCmd(Command):
     TYPE = "open_account"
     account: Name
     mode: Mode
+
+    @model_validator(mode="after")
+    def _not_a_system_name(self) -> OpenAccountCmd:
+        if self.account.startswith("system:"):
+            raise ValueError("names starting with 'system:' are the ledger's own accounts")
+        return self
 
 
 class ChangeModeCmd(Command):

@@ -49,19 +49,27 @@ class FeedUnreadable(Exception):
     """The feed file cannot be opened (exit status 2)."""
 
 
+NOT_UTF8 = "\x00not UTF-8"  # stands for a line that could not be decoded (rejected as such)
+
+
 def read_lines(path: str) -> Iterator[tuple[int, str]]:
-    """Yield (physical line number, text) of a feed, blank lines skipped but counted."""
+    """Yield (physical line number, text) of a feed, blank lines skipped but counted.
+
+    Lines are decoded one by one: a line that is not UTF-8 is rejected on its own
+    (`invalid_input`), like any other malformed line, and the rest of the feed still runs."""
     try:
-        handle = Path(path).open(encoding="utf-8", errors="strict")  # noqa: SIM115
+        handle = Path(path).open("rb")  # noqa: SIM115
     except OSError as error:
         raise FeedUnreadable(str(error)) from error
     with handle:
-        try:
-            for number, text in enumerate(handle, start=1):
-                if text.strip():
-                    yield number, text
-        except UnicodeDecodeError as error:
-            raise FeedUnreadable(f"{path}: not UTF-8 text ({error})") from error
+        for number, raw in enumerate(handle, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                yield number, NOT_UTF8
+                continue
+            if text.strip():
+                yield number, text
 
 
 def _identity(command: Any) -> tuple[str | None, str | None]:

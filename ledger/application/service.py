@@ -376,8 +376,8 @@ class Ledger(Application[UUID]):
         snapshots = self.snapshots.recorder if self.snapshots is not None else None
         for start in range(0, len(wanted), chunk):
             ids = [account_id(name) for name in wanted[start:start + chunk]]
-            folded: dict[UUID, Any] = dict.fromkeys(ids)
-            after = dict.fromkeys(ids, 0)
+            folded: dict[Any, Any] = dict.fromkeys(ids)
+            after: dict[Any, int] = dict.fromkeys(ids, 0)
             if snapshots is not None:
                 table = snapshots.events_table_name  # type: ignore[attr-defined]
                 for stored in self.index.latest_snapshots(table, ids):
@@ -1062,7 +1062,7 @@ class Ledger(Application[UUID]):
         """Return {asset: {accrued, charged}}: every asset that has had a liability while it
         carried an interest configuration; `accrued` is exact as of `at`, not yet charged."""
         view: dict[str, dict[str, Decimal]] = {}
-        for asset in sorted(set(account.balances) | set(account.interest_charged)):
+        for asset in sorted(self._owable_assets(account)):
             self._asset(asset)
             history = self.reference.assets.get(asset)
             if history is None or not any(t.interest for t in history.terms.values):
@@ -1148,6 +1148,7 @@ class Ledger(Application[UUID]):
         wallet = state.balances.get(asset, ZERO)
         positions = []
         for held in state.positions.values():
+            self._instrument(held["symbol"])  # a fresh process may not have loaded it yet
             terms = self.reference.instrument_terms(held["symbol"], here)
             if held["margin_type"] == CROSS and terms is not None and terms.settle == asset:
                 positions.append((held, terms))
@@ -1186,6 +1187,7 @@ class Ledger(Application[UUID]):
         for held in account.positions.values():
             if held["margin_type"] != CROSS:
                 continue
+            self._instrument(held["symbol"])
             terms = self.reference.instrument_terms(held["symbol"], at)
             if terms is None or terms.settle != asset:
                 continue
@@ -1214,8 +1216,9 @@ class Ledger(Application[UUID]):
             account = self.find_account(name)
             if account is None or self._opened_after(account, cmd.at):
                 continue
+            owable = self._owable_assets(account)
             for asset in bearing:
-                if asset in account.balances:
+                if asset in owable:
                     self._charge(account, asset, cmd.at)
         return APPLIED
 
@@ -1288,6 +1291,17 @@ class Ledger(Application[UUID]):
                                       with_asset=other, with_exact=given_exact,
                                       discount=discount, asset_index=index,
                                       with_index=other_index, with_precision=precision)
+
+    def _owable_assets(self, account: Account) -> set[str]:
+        """Return the coins the account can owe: those it has held, and the settle assets of
+        every symbol it has traded (an unrealised loss alone can make a debt)."""
+        assets = set(account.balances) | set(account.interest_charged)
+        for symbol in account.symbols:
+            self._instrument(symbol)
+            history = self.reference.instruments.get(symbol)
+            if history is not None and history.terms:
+                assets.update(terms.settle for terms in history.terms.values)
+        return assets
 
     def _bears_interest(self, asset: str) -> bool:
         self._asset(asset)

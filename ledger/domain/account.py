@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, replace
-from functools import lru_cache
 from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from eventsourcing.domain import Aggregate
@@ -842,7 +842,7 @@ class Account(Aggregate):
                      postings=postings)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _defaults(event_class: type[Any]) -> dict[str, Any]:
     """Return the event class's field defaults (fields a caller may leave out)."""
     return {

@@ -7,8 +7,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
-import pytest
-
 from ledger import numbers
 from ledger.numbers import ZERO
 from ledger.rules.margin import (
