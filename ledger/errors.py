@@ -83,5 +83,10 @@ class LeverageTooHighError(LedgerError):
     code = "leverage_too_high"
 
 
+class ConcurrentWriteError(Exception):
+    """Another process saved first: this ledger's view was stale and nothing was written.
+    Not a command error: discard the working set (done) and send the command again."""
+
+
 class StoreUnavailableError(Exception):
     """The store cannot be reached (exit status 2); not a command error."""

@@ -48,9 +48,8 @@ class Interest(ReadModel):
 
     def prepare(self, reader: Connection) -> None:
         replay = self.replay
-        steps = [step for step in replay.last_steps() if any(
-            bears_interest(replay.reference, asset)
-            for asset in replay.page.touched[step.account_id].balances)]
+        steps = [step for step in replay.last_steps()
+                 if _may_bear(replay, replay.page.touched[step.account_id])]
         table = tables.interest
         listed = {row[0] for row in reader.execute(
             select(table.c.account).distinct().where(
@@ -60,7 +59,7 @@ class Interest(ReadModel):
             if step.account in listed or replay.interest_candidates(account):
                 self._add(account, step.at, replay.figures(step).debts)
         for account, at in late_accounts(replay, reader):
-            if any(bears_interest(replay.reference, a) for a in account.balances):
+            if _may_bear(replay, account):
                 debts = figures_at(replay.reference, account.snapshot(), at).debts
                 self._add(account, at, debts)
 
@@ -86,3 +85,10 @@ class Interest(ReadModel):
     def reset(self) -> None:
         self.accounts = []
         self.rows = []
+
+
+def _may_bear(replay: Any, account: Account) -> bool:
+    """Tell whether any coin the account can owe (the ledger's `owable_assets`) bears interest."""
+    owable = replay.reference.owable_assets(account.balances, account.interest_charged,
+                                            account.symbols)
+    return any(bears_interest(replay.reference, asset) for asset in owable)

@@ -155,8 +155,7 @@ def involves(reference: ReferenceData, snapshot: rules.AccountSnapshot, kind: st
 
 def bears_interest(reference: ReferenceData, asset: str) -> bool:
     """Tell whether the asset has ever carried interest terms (the ledger's own test)."""
-    history = reference.assets.get(asset)
-    return history is not None and any(t.interest for t in history.terms.values)
+    return reference.bears_interest(asset)
 
 
 class Replay:
@@ -285,8 +284,9 @@ class Replay:
         valued at its worst mark in that interval (PnL is monotonic in the mark, linear and
         inverse alike), so this test may say yes for nothing, never no for a debt.
         """
-        bearing = {a for a in set(account.balances) | set(account.interest_charged)
-                   if bears_interest(self.reference, a)}
+        owable = self.reference.owable_assets(account.balances, account.interest_charged,
+                                              account.symbols)
+        bearing = {a for a in owable if self.reference.bears_interest(a)}
         if not bearing:
             return False
         if bearing & set(account.interest_charged):

@@ -12,10 +12,11 @@ ledger's events and index, never from APScheduler's memory:
 
 Every run starts with `ledger.catch_up()`: another process (the feed, an operator, a scheduler
 that was active a moment ago) may have written since the last run; the ledger reads what they
-wrote from the notification log and applies it to the accounts it holds in memory. Each period is one command,
-saved in its own transaction; when a concurrent writer wins the optimistic-concurrency check the
-save raises `IntegrityError`, and the period is retried on a fresh view (the ledger's idempotency
-makes the retry safe: whatever the other writer settled is acknowledged or skipped).
+wrote from the notification log and applies it to the accounts it holds in memory. Each period
+is one command, saved in its own transaction; when a concurrent writer wins the
+optimistic-concurrency check the save raises `ConcurrentWriteError`, and the period is retried
+on a fresh view (the ledger's idempotency makes the retry safe: whatever the other writer
+settled is acknowledged or skipped).
 """
 
 from __future__ import annotations
@@ -25,12 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from eventsourcing.persistence import IntegrityError
-
 from ledger.application.commands import idempotency_key, parse_command
 from ledger.application.service import ACKNOWLEDGED, Ledger
 from ledger.clock import Clock
-from ledger.errors import LedgerError
+from ledger.errors import ConcurrentWriteError, LedgerError
 from ledger.numbers import install, to_str
 from ledger.times import format_at, from_micros
 from schedulers import periods as p
@@ -217,7 +216,7 @@ class Jobs:
             first_id = self.ledger.recorder.max_notification_id() or 0
             try:
                 outcome = self.ledger.handle(command)
-            except IntegrityError:
+            except ConcurrentWriteError:
                 self.ledger.discard()
                 if attempt == RETRIES:
                     raise

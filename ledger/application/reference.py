@@ -154,6 +154,23 @@ class ReferenceData:
         history = self.assets.get(asset)
         return history.risk_unit.at(at) if history else None
 
+    def bears_interest(self, asset: str) -> bool:
+        """Tell whether the asset has ever carried interest terms."""
+        history = self.assets.get(asset)
+        return history is not None and any(t.interest for t in history.terms.values)
+
+    def owable_assets(self, balances: Iterable[str], charged: Iterable[str],
+                      symbols: Iterable[str]) -> set[str]:
+        """Return the coins an account can owe: those it has held or been charged interest
+        on, and the settle assets of every symbol it has traded (an unrealised loss alone can
+        make a debt in a coin the wallet never held). Instruments must be loaded."""
+        assets = set(balances) | set(charged)
+        for symbol in symbols:
+            history = self.instruments.get(symbol)
+            if history is not None:
+                assets.update(terms.settle for terms in history.terms.values)
+        return assets
+
     def portfolio_terms(self, at: datetime) -> PortfolioTerms:
         return self.settings.portfolio.at(at) or PortfolioTerms()
 

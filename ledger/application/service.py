@@ -24,7 +24,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import JSONTranscoder, Transcoding
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoding
 
 from ledger.application import commands as c
 from ledger.application.reference import AssetHistory, InstrumentHistory, ReferenceData
@@ -42,9 +42,11 @@ from ledger.domain.terms import (
 )
 from ledger.errors import (
     AccountExistsError,
+    ConcurrentWriteError,
     IdConflictError,
     InsufficientEquityError,
     InvalidInputError,
+    LedgerError,
     NoPriceError,
     NotAllowedInModeError,
     UnknownAccountError,
@@ -199,7 +201,14 @@ class Ledger(Application[UUID]):
                 return ACKNOWLEDGED
             identifier = getattr(command, "id", "")
             raise IdConflictError(f"id {identifier!r} was used by a different command")
-        outcome = handler(command)
+        try:
+            outcome = handler(command)
+        except LedgerError:
+            raise  # decided before any event: nothing to undo
+        except BaseException:
+            if self._depth == 0:
+                self.discard()  # a half-applied command must never be written later
+            raise
         if outcome == APPLIED:
             self._remember(key, digest, command.at)
         if self._depth == 0:
@@ -221,7 +230,13 @@ class Ledger(Application[UUID]):
         # What Application.save does, less its per-object protocol checks (a measurable share
         # of a 100,000-event settlement): collect every pending event, put them in one go.
         pending = [event for aggregate in aggregates for event in aggregate.collect_events()]
-        self.events.put(pending, side=side)
+        try:
+            self.events.put(pending, side=side)
+        except IntegrityError as error:
+            # Another writer saved first (same version, or an idempotency key): this
+            # ledger's view is stale. Callers discard and retry; nothing was written.
+            self.discard()
+            raise ConcurrentWriteError(str(error)) from error
         if pending:
             latest = self.recorder.max_notification_id() or 0
             if latest == self._log_position + len(pending):
@@ -444,20 +459,29 @@ class Ledger(Application[UUID]):
         self._refs[aggregate.id] = aggregate
         self._touch(aggregate)
 
-    def require_asset(self, name: str) -> AssetTerms:
+    def require_asset(self, name: str, at: datetime | None = None) -> AssetTerms:
+        """Return the asset's terms in force at `at` (default: the latest); `unknown_asset`
+        when it has none then."""
         self._asset(name)
         history = self.reference.assets.get(name)
-        if history is None or not history.terms:
+        terms = None
+        if history is not None and history.terms:
+            terms = history.terms.values[-1] if at is None else history.terms.at(at)
+        if terms is None:
             raise UnknownAssetError(name)
-        terms = history.terms.values[-1]
         return terms
 
-    def require_instrument(self, symbol: str) -> InstrumentTerms:
+    def require_instrument(self, symbol: str, at: datetime | None = None) -> InstrumentTerms:
+        """Return the instrument's terms in force at `at` (default: the latest);
+        `unknown_symbol` when it is not listed then."""
         self._instrument(symbol)
         history = self.reference.instruments.get(symbol)
-        if history is None or not history.terms:
+        terms = None
+        if history is not None and history.terms:
+            terms = history.terms.values[-1] if at is None else history.terms.at(at)
+        if terms is None:
             raise UnknownSymbolError(symbol)
-        return history.terms.values[-1]
+        return terms
 
     def market_for(self, account: Account, at: datetime,
                    extra_assets: tuple[str, ...] = ()) -> rules.Market:
@@ -677,7 +701,7 @@ class Ledger(Application[UUID]):
 
     def deposit(self, cmd: c.DepositCmd) -> str:
         account = self._account(cmd.account)
-        terms = self.require_asset(cmd.asset)
+        terms = self.require_asset(cmd.asset, cmd.at)
         self._check_places(cmd.amount, terms)
         account.require_not_before(cmd.at)
         account.deposit(cmd.at, cmd.id, cmd.asset, cmd.amount)
@@ -686,7 +710,7 @@ class Ledger(Application[UUID]):
 
     def withdraw(self, cmd: c.WithdrawCmd) -> str:
         account = self._account(cmd.account)
-        terms = self.require_asset(cmd.asset)
+        terms = self.require_asset(cmd.asset, cmd.at)
         self._check_places(cmd.amount, terms)
         account.require_not_before(cmd.at)
         market = self.market_for(account, cmd.at, (cmd.asset,))
@@ -697,7 +721,7 @@ class Ledger(Application[UUID]):
     def transfer(self, cmd: c.TransferCmd) -> str:
         source = self._account(cmd.from_)
         target = self._account(cmd.to)
-        terms = self.require_asset(cmd.asset)
+        terms = self.require_asset(cmd.asset, cmd.at)
         self._check_places(cmd.amount, terms)
         source.require_not_before(cmd.at)
         target.require_not_before(cmd.at)
@@ -721,8 +745,8 @@ class Ledger(Application[UUID]):
 
     def fill(self, cmd: c.FillCmd) -> str:
         account = self._account(cmd.account)
-        terms = self.require_instrument(cmd.symbol)
-        settle = self.require_asset(terms.settle)
+        terms = self.require_instrument(cmd.symbol, cmd.at)
+        settle = self.require_asset(terms.settle, cmd.at)
         self._require_tradable(terms, cmd.at)
         if cmd.fee is not None:
             self._check_places(abs(cmd.fee), settle)
@@ -794,7 +818,7 @@ class Ledger(Application[UUID]):
 
     def open_orders(self, cmd: c.OpenOrdersCmd) -> str:
         account = self._account(cmd.account)
-        terms = self.require_instrument(cmd.symbol)
+        terms = self.require_instrument(cmd.symbol, cmd.at)
         if cmd.buy or cmd.sell:
             self._require_tradable(terms, cmd.at)
         account.require_not_before(cmd.at)
@@ -806,7 +830,7 @@ class Ledger(Application[UUID]):
 
     def set_leverage(self, cmd: c.SetLeverageCmd) -> str:
         account = self._account(cmd.account)
-        terms = self.require_instrument(cmd.symbol)
+        terms = self.require_instrument(cmd.symbol, cmd.at)
         account.require_not_before(cmd.at)
         before = account.version
         account.set_leverage(cmd.at, terms, cmd.leverage)
@@ -826,8 +850,8 @@ class Ledger(Application[UUID]):
 
     def adjust_isolated_margin(self, cmd: c.AdjustIsolatedMarginCmd) -> str:
         account = self._account(cmd.account)
-        terms = self.require_instrument(cmd.symbol)
-        settle = self.require_asset(terms.settle)
+        terms = self.require_instrument(cmd.symbol, cmd.at)
+        settle = self.require_asset(terms.settle, cmd.at)
         self._check_places(abs(cmd.amount), settle)
         account.require_not_before(cmd.at)
         if self.reference.index_price(terms.settle, cmd.at) is None:
@@ -1063,9 +1087,7 @@ class Ledger(Application[UUID]):
         carried an interest configuration; `accrued` is exact as of `at`, not yet charged."""
         view: dict[str, dict[str, Decimal]] = {}
         for asset in sorted(self._owable_assets(account)):
-            self._asset(asset)
-            history = self.reference.assets.get(asset)
-            if history is None or not any(t.interest for t in history.terms.values):
+            if not self._bears_interest(asset):
                 continue
             accrued, had_debt, _ = self.accrued_interest(account, asset, at)
             charged = account.interest_charged.get(asset, ZERO)
@@ -1242,8 +1264,8 @@ class Ledger(Application[UUID]):
     def repay(self, cmd: c.RepayCmd) -> str:
         """Convert `with_asset` at index prices into the debt coin (seed 000 §4)."""
         account = self._account(cmd.account)
-        terms = self.require_asset(cmd.asset)
-        giver = self.require_asset(cmd.with_asset)
+        terms = self.require_asset(cmd.asset, cmd.at)
+        giver = self.require_asset(cmd.with_asset, cmd.at)
         if cmd.asset == cmd.with_asset:
             raise InvalidInputError("repay needs another asset to convert")
         self._check_places(cmd.amount, terms)
@@ -1295,18 +1317,14 @@ class Ledger(Application[UUID]):
     def _owable_assets(self, account: Account) -> set[str]:
         """Return the coins the account can owe: those it has held, and the settle assets of
         every symbol it has traded (an unrealised loss alone can make a debt)."""
-        assets = set(account.balances) | set(account.interest_charged)
         for symbol in account.symbols:
             self._instrument(symbol)
-            history = self.reference.instruments.get(symbol)
-            if history is not None and history.terms:
-                assets.update(terms.settle for terms in history.terms.values)
-        return assets
+        return self.reference.owable_assets(account.balances, account.interest_charged,
+                                            account.symbols)
 
     def _bears_interest(self, asset: str) -> bool:
         self._asset(asset)
-        history = self.reference.assets.get(asset)
-        return history is not None and any(t.interest for t in history.terms.values)
+        return self.reference.bears_interest(asset)
 
     def account_at(self, name: str, at: datetime | None) -> Account | None:
         """Return the account as it was after its last event with `at ≤ at` (None: not yet)."""

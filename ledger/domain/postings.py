@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 
 from ledger.numbers import ZERO, round_signed
 
@@ -58,6 +58,14 @@ def transfer(source: str, target: str, asset: str, amount: Decimal) -> list[Post
     return [Posting(source, asset, -amount), Posting(target, asset, amount)]
 
 
+SYSTEM_PLACES = 18
+SYSTEM_QUANTUM = Decimal(1).scaleb(-SYSTEM_PLACES)
+"""System-side amounts carry 18 decimal places. An exact amount that does not terminate (an
+inverse PnL, interest at annual_rate / 31,536,000) is cut there, half-even, which favours
+nobody: the cut stays inside the system accounts (`system:rounding` takes the difference with
+the account's line), and sums over any number of events stay exact within 34 digits."""
+
+
 def rounded_change(
     account: str, counter: str, asset: str, exact: Decimal, places: int
 ) -> list[Posting]:
@@ -66,9 +74,10 @@ def rounded_change(
     The account gets the rounded change (credits down, debits up), `counter` the exact opposite,
     and `system:rounding` the difference, so the lines sum to zero exactly. Zero lines are left
     out. Example: −1.234567891 to alice (8 places) → alice −1.23456790, counter +1.234567891,
-    rounding +0.000000009.
+    rounding +0.000000009. The counter side is cut at SYSTEM_PLACES.
     """
     posted = round_signed(exact, places)
+    exact = exact.quantize(SYSTEM_QUANTUM, rounding=ROUND_HALF_EVEN)
     lines = [Posting(account, asset, posted), Posting(counter, asset, -exact)]
     difference = exact - posted
     if difference != ZERO:

@@ -104,9 +104,15 @@ def instrument_from_dict(data: dict[str, Any]) -> InstrumentTerms:
         session_settlement=bool(data["session_settlement"]),
         funding_interval_hours=int(data["funding_interval_hours"]),
         auto_add_amount=AutoAddAmount(data["auto_add_amount"]),
-        expiry=expiry if isinstance(expiry, datetime) or expiry is None else None,
+        expiry=_expiry(expiry),
         delivery_fee_rate=data.get("delivery_fee_rate", Decimal(0)),
     )
+
+
+def _expiry(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    raise TypeError(f"a stored expiry must be a time, not {value!r}")
 
 
 def risk_unit_to_dict(terms: RiskUnitTerms) -> dict[str, Any]:
