@@ -19,7 +19,7 @@ import json
 import random
 import time
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -99,11 +99,13 @@ class DayBuilder:
     def prices(self, at: datetime) -> None:
         for asset in ("BTC", "ETH"):
             step = Decimal(self.rng.randint(-60, 60)) / Decimal(10000)
-            self.index[asset] = (self.index[asset] * (1 + step)).quantize(Decimal("0.01"))
+            self.index[asset] = (self.index[asset] * (1 + step)).quantize(
+                Decimal("0.01"), rounding=ROUND_HALF_EVEN)
             self.add(at, {"type": "index_price", "asset": asset, "price": str(self.index[asset])})
         for symbol, base in self.basis.items():
             premium = Decimal(self.rng.randint(-8, 8)) / Decimal(10000)
-            mark = (self.index[base] * (1 + premium)).quantize(Decimal("0.1"))
+            mark = (self.index[base] * (1 + premium)).quantize(Decimal("0.1"),
+                                                               rounding=ROUND_HALF_EVEN)
             self.marks[symbol] = mark
             self.add(at, {"type": "mark_price", "symbol": symbol, "price": str(mark)})
 
@@ -149,8 +151,9 @@ class DayBuilder:
         else:
             qty = self.rng.randint(1, 200)
         price = self.marks[symbol] * (1 + Decimal(self.rng.randint(-5, 5)) / Decimal(10000))
+        price = price.quantize(Decimal("0.1"), rounding=ROUND_HALF_EVEN)
         command = {"type": "fill", "id": self.next_id("f"), "account": name, "symbol": symbol,
-                   "side": side, "qty": str(qty), "price": str(price.quantize(Decimal("0.1"))),
+                   "side": side, "qty": str(qty), "price": str(price),
                    "liquidity": self.rng.choice(["taker", "maker"])}
         if mode == "single_asset" and self.rng.random() < 0.1:
             command["margin_type"] = "isolated"

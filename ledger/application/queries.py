@@ -16,9 +16,9 @@ from ledger.application.service import Ledger
 from ledger.domain.account import Account
 from ledger.domain.chain import GENESIS, chain_hash
 from ledger.domain.ids import account_id
-from ledger.domain.postings import Posting
+from ledger.domain.postings import Posting, unbalanced
 from ledger.errors import UnknownAccountError
-from ledger.numbers import ZERO, opt_str, to_str
+from ledger.numbers import opt_str, to_str
 from ledger.rules import margin as rules
 from ledger.times import format_at, from_micros
 
@@ -199,14 +199,10 @@ def verify(ledger: Ledger) -> tuple[int, int, list[ChainBreak]]:
                 breaks.append(ChainBreak(name, event.originator_version,
                                          "hash does not match its content and predecessor"))
                 break
-            postings = fields.get("postings") or []
-            totals: dict[str, Decimal] = {}
-            for posting in postings:
-                totals[posting.asset] = totals.get(posting.asset, ZERO) + posting.amount
-            unbalanced = {a: t for a, t in totals.items() if t != ZERO}
-            if unbalanced:
+            off = unbalanced(fields.get("postings") or [])
+            if off:
                 breaks.append(ChainBreak(name, event.originator_version,
-                                         f"postings do not balance: {unbalanced}"))
+                                         f"postings do not balance: {off}"))
                 break
             previous = event.hash
     return accounts, checked, breaks

@@ -44,12 +44,12 @@ class Posting:
     amount: Decimal
 
 
-def is_balanced(postings: Iterable[Posting]) -> bool:
-    """Tell whether the postings sum to zero for every asset."""
+def unbalanced(postings: Iterable[Posting]) -> dict[str, Decimal]:
+    """Return the assets whose postings do not sum to zero, with their totals ({} if none)."""
     totals: dict[str, Decimal] = {}
     for posting in postings:
         totals[posting.asset] = totals.get(posting.asset, ZERO) + posting.amount
-    return all(total == ZERO for total in totals.values())
+    return {asset: total for asset, total in totals.items() if total != ZERO}
 
 
 def transfer(source: str, target: str, asset: str, amount: Decimal) -> list[Posting]:

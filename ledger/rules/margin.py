@@ -26,7 +26,6 @@ from ledger.rules.interest import liability
 from ledger.rules.liquidation import (
     IsolatedPosition,
     isolated_liquidation_price,
-    isolated_maintenance_margin,
 )
 from ledger.rules.maintenance import (
     close_fee_in_mm,
@@ -35,7 +34,7 @@ from ledger.rules.maintenance import (
     maintenance_margin_with_orders,
 )
 from ledger.rules.positions import notional, unrealized_pnl
-from ledger.rules.ratios import margin_level, margin_ratio
+from ledger.rules.ratios import available, is_past_liquidation, margin_level, margin_ratio
 from ledger.rules.solve import last_nonpositive
 from ledger.rules.terms import (
     STABLECOINS,
@@ -387,11 +386,10 @@ def _pooled_totals(core: _Core, market: Market) -> None:
 
 
 def _ratios(core: _Core) -> None:
-    core.available_usd = core.effective_equity_usd - core.im_usd
+    core.available_usd = available(core.effective_equity_usd, core.im_usd)
     core.ratio = margin_ratio(core.mm_usd, core.effective_equity_usd)
     core.level = margin_level(core.effective_equity_usd, core.mm_usd)
-    if core.mm_usd > ZERO:
-        core.past_liquidation = core.ratio is None or core.ratio >= 1
+    core.past_liquidation = is_past_liquidation(core.mm_usd, core.effective_equity_usd)
 
 
 def unit_items(
@@ -488,20 +486,7 @@ def evaluate(account: AccountSnapshot, market: Market, *, limits: bool = True) -
          for asset in sorted(account.balances)}
         if limits else {}
     )
-    margin = MarginFigures(
-        equity_usd=core.equity_usd,
-        effective_equity_usd=core.effective_equity_usd,
-        maintenance_margin_usd=core.mm_usd,
-        initial_margin_usd=core.im_usd,
-        margin_ratio=core.ratio,
-        margin_level=core.level,
-        available_usd=core.available_usd,
-        max_withdrawable=withdrawable,
-        borrowing_mmr_usd=core.borrowing_mmr_usd,
-        borrowing_imr_usd=core.borrowing_imr_usd,
-        risk_units=core.units,
-        past_liquidation=core.past_liquidation,
-    )
+    margin = _margin(core, withdrawable)
     debts = {asset: liability(equity) for asset, equity in sorted(core.equity.items())}
     return AccountFigures(collateral=collateral, debts=debts, positions=positions, margin=margin)
 
@@ -509,7 +494,10 @@ def evaluate(account: AccountSnapshot, market: Market, *, limits: bool = True) -
 def margin_figures(account: AccountSnapshot, market: Market) -> MarginFigures:
     """Return only the account-level margin figures (no positions, no limits): what sweeps
     and batch risk runs need."""
-    core = _core(account, market)
+    return _margin(_core(account, market), {})
+
+
+def _margin(core: _Core, withdrawable: Mapping[str, Decimal]) -> MarginFigures:
     return MarginFigures(
         equity_usd=core.equity_usd,
         effective_equity_usd=core.effective_equity_usd,
@@ -518,7 +506,7 @@ def margin_figures(account: AccountSnapshot, market: Market) -> MarginFigures:
         margin_ratio=core.ratio,
         margin_level=core.level,
         available_usd=core.available_usd,
-        max_withdrawable={},
+        max_withdrawable=withdrawable,
         borrowing_mmr_usd=core.borrowing_mmr_usd,
         borrowing_imr_usd=core.borrowing_imr_usd,
         risk_units=core.units,
@@ -568,10 +556,6 @@ def isolated_view(state: PositionState, terms: InstrumentTerms) -> IsolatedPosit
         mm_basis=terms.mm_basis,
         close_fee_rate=terms.taker_fee_rate if terms.close_fee_in_mm else None,
     )
-
-
-def isolated_mm(state: PositionState, terms: InstrumentTerms, mark: Decimal) -> Decimal:
-    return isolated_maintenance_margin(isolated_view(state, terms), mark)
 
 
 # ----------------------------------------------------------------------------- limits
