@@ -217,6 +217,15 @@ def _fresh(ledger: Any) -> Any:
     return ledger
 
 
+def _on_scratch(pg_url: str, case: str, measure: Callable[[str], Any]) -> Any:
+    """Run one case on a scratch PostgreSQL database of its own, dropped afterwards."""
+    url, drop = scratch_postgres(pg_url, f"ledger_bench_{case}")
+    try:
+        return measure(url)
+    finally:
+        drop()
+
+
 def run_bench(*, fills: int, history: int, pg_url: str | None, only: set[str]) -> int:
     from ledger.numbers import install
 
@@ -236,29 +245,17 @@ def run_bench(*, fills: int, history: int, pg_url: str | None, only: set[str]) -
 
         results["portfolio"] = bench_portfolio(out)
     if "funding" in wanted and pg_url:
-        try:
-            from schedulers.bench import funding_bench
-        except ImportError:
-            out("funding: schedulers.bench not available")
-        else:
-            url, drop = scratch_postgres(pg_url, "ledger_bench_funding")
-            try:
-                results["funding"] = funding_bench(url, 100_000)
-            finally:
-                drop()
-            out(f"funding: {results['funding']}")
+        from schedulers.bench import funding_bench
+
+        results["funding"] = _on_scratch(pg_url, "funding", lambda url: funding_bench(url,
+                                                                                   100_000))
+        out(f"funding: {results['funding']}")
     if "projections" in wanted and pg_url:
-        try:
-            from projections.bench import catch_up_rate
-        except ImportError:
-            out("projections: projections.bench not available")
-        else:
-            url, drop = scratch_postgres(pg_url, "ledger_bench_projections")
-            try:
-                results["projections"] = catch_up_rate(url, 50_000)
-            finally:
-                drop()
-            out(f"projections: {results['projections']}")
+        from projections.bench import catch_up_rate
+
+        results["projections"] = _on_scratch(pg_url, "projections",
+                                             lambda url: catch_up_rate(url, 50_000))
+        out(f"projections: {results['projections']}")
     Path("bench-results.json").write_text(json.dumps(results, indent=2, default=str))
     out("figures written to bench-results.json")
     return 0

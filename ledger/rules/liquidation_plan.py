@@ -20,8 +20,7 @@ from decimal import Decimal
 from ledger.numbers import ZERO
 from ledger.rules import portfolio as pm
 from ledger.rules.margin import AccountSnapshot, Market, PositionState, evaluate, unit_items
-from ledger.rules.positions import apply_fill
-from ledger.rules.terms import InstrumentTerms
+from ledger.rules.positions import apply_fill, fill_fee
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +75,7 @@ class _Book:
         signed = -qty if position.qty > ZERO else qty
         outcome = apply_fill(position.qty, position.entry_price, signed, mark,
                              terms.contract_size, terms.is_inverse)
-        fee = pm.leg_fee(_item(position, terms, mark), qty)
+        fee = fill_fee(qty, terms.contract_size, mark, terms.taker_fee_rate, terms.is_inverse)
         balances = dict(self.account.balances)
         balances[terms.settle] = balances.get(terms.settle, ZERO) + outcome.realized_pnl - fee
         positions: list[PositionState] = []
@@ -87,13 +86,6 @@ class _Book:
                 positions.append(replace(held, qty=outcome.qty, entry_price=outcome.entry_price))
         self.account = replace(self.account, balances=balances, positions=positions)
         return ("buy" if signed > ZERO else "sell"), qty, mark, fee
-
-
-def _item(position: PositionState, terms: InstrumentTerms, mark: Decimal) -> pm.UnitItem:
-    return pm.UnitItem(symbol=position.symbol, kind=terms.kind, qty=position.qty,
-                       contract_size=terms.contract_size, mark=mark, settle_index=ZERO,
-                       margin_currency=terms.settle, expiry=terms.expiry,
-                       taker_fee_rate=terms.taker_fee_rate)
 
 
 def liquidation_plan(account: AccountSnapshot, market: Market) -> Plan:

@@ -25,6 +25,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from ledger.numbers import ZERO
+from ledger.rules.positions import fill_fee
 from ledger.rules.terms import Kind, MultiplierTier, RateBand, RiskUnitTerms
 from ledger.times import to_micros, year_fraction
 
@@ -526,6 +527,5 @@ def leg_fee(item: UnitItem, qty_closed: Decimal) -> Decimal:
     Example (pm-liquidation-plan): 8,000 × 0.001 × 56,000 × 0.05 % = 224 USDT.
     """
     assert qty_closed >= ZERO, qty_closed
-    if item.is_inverse:
-        return qty_closed * item.contract_size / item.mark * item.taker_fee_rate
-    return qty_closed * item.contract_size * item.mark * item.taker_fee_rate
+    return fill_fee(qty_closed, item.contract_size, item.mark, item.taker_fee_rate,
+                    item.is_inverse)
