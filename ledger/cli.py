@@ -93,6 +93,14 @@ def run(ctx: click.Context, feed: str, batch_size: int, progress: bool | None) -
     except FeedUnreadable as error:
         click.echo(json.dumps({"error": "feed_unreadable", "message": str(error)}), err=True)
         sys.exit(2)
+    if report.store_error is not None:
+        last = report.last_durable_line
+        click.echo(json.dumps({
+            "error": "store_unavailable", "last_committed_line": last,
+            "message": f"{report.store_error} (committed up to line {last}; "
+                       "run the feed again to finish)" if last else
+                       f"{report.store_error} (nothing of this run was committed)"}), err=True)
+        sys.exit(2)
     if report.internal_error is not None:
         failure = report.internal_error
         traceback.print_exception(type(failure), failure, failure.__traceback__,

@@ -5,9 +5,13 @@ so throughput does not collapse to one commit per command. Idempotency keys of a
 are looked up in one query before it runs.
 
 Errors: a rejected command (`LedgerError`) is reported and changes nothing; the run goes on.
-An internal error stops the run: the uncommitted part of the batch is replayed up to the line
-before the failing one and written, so "the commands before the named line were applied"
-(contract, exit status 3) holds with batching too.
+An internal error stops the run: the ledger writes the commands of the batch before the failing
+one, exactly as they were applied, and nothing of it (`Ledger.handle`), so "the commands before
+the named line were applied" (contract, exit status 3) holds with batching too. A store that is
+lost mid-run stops it with `store_error` and the last durable line (exit status 2); a write
+conflict with another writer runs the uncommitted part again on a fresh view (bounded).
+Outcomes are counted and rejections printed only once they are durable, so a retried part is
+never reported twice.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 from ledger.application.commands import Command, idempotency_key, parse_line, repeat_key
 from ledger.application.service import ACKNOWLEDGED, Ledger
 from ledger.domain.chain import content_hash
-from ledger.errors import LedgerError
+from ledger.errors import ConcurrentWriteError, LedgerError, StoreUnavailableError
 
 
 @dataclass
@@ -43,6 +47,8 @@ class RunReport:
     rejected: list[Rejection] = field(default_factory=list)
     internal_error_line: int | None = None
     internal_error: BaseException | None = None
+    store_error: StoreUnavailableError | None = None
+    last_durable_line: int | None = None  # the last line whose outcome is committed
 
 
 class FeedUnreadable(Exception):
@@ -116,12 +122,20 @@ def run_feed(
     return report
 
 
+WRITE_ATTEMPTS = 5  # a write conflict with another writer: reload and run again, this often
+
+
 def _run_chunk(
     ledger: Ledger,
     chunk: list[tuple[int, str]],
     report: RunReport,
     on_reject: Callable[[Rejection], None] | None,
 ) -> bool:
+    """Apply one chunk in one transaction; return False when the run must stop.
+
+    Outcomes are reported once they are durable: when the chunk commits, or when a command
+    that fails part-way has the commands before it written (`Ledger.handle`). A write conflict
+    leaves nothing of the uncommitted part: it is run again on a fresh view (bounded)."""
     parsed: list[tuple[int, str, Command | LedgerError]] = []
     keys = []
     for number, text in chunk:
@@ -133,60 +147,74 @@ def _run_chunk(
         parsed.append((number, text, command))
         key = idempotency_key(command) or repeat_key(command, content_hash(command.content()))
         keys.append(key)
-    ledger.prefetch_keys(keys)
-    done: list[Command] = []
-    committed = [0]  # how many of `done` a flush inside the chunk has already written
+    start = 0  # parsed[:start] are durable and reported
+    for attempt in range(1, WRITE_ATTEMPTS + 1):
+        outcomes: list[str | Rejection] = []
+        durable = [start]
 
-    def note_flush() -> None:
-        committed[0] = len(done)
+        def committed() -> None:
+            durable[0] = start + len(outcomes)  # noqa: B023 - this attempt's list
 
-    ledger.flush_listeners.append(note_flush)
-    try:
-        with ledger.batch():
-            for number, text, item in parsed:
-                if isinstance(item, LedgerError):
-                    _reject(report, on_reject, number, *_raw_identity(text), item)
-                    continue
-                try:
-                    outcome = ledger.handle(item)
-                except LedgerError as error:
-                    _reject(report, on_reject, number, *_identity(item), error)
-                    continue
-                except Exception as error:  # noqa: BLE001 - an internal error stops the run
-                    _recover(ledger, done[committed[0]:])
-                    report.internal_error_line = number
-                    report.internal_error = error
-                    return False
-                done.append(item)
-                if outcome == ACKNOWLEDGED:
-                    report.acknowledged += 1
-                else:
-                    report.applied += 1
-    finally:
-        ledger.flush_listeners.remove(note_flush)
+        ledger.flush_listeners.append(committed)
+        try:
+            ledger.prefetch_keys(keys)
+            with ledger.batch():
+                for number, text, item in parsed[start:]:
+                    if isinstance(item, LedgerError):
+                        outcomes.append(_rejection(number, *_raw_identity(text), item))
+                        continue
+                    try:
+                        outcomes.append(ledger.handle(item))
+                    except LedgerError as error:
+                        outcomes.append(_rejection(number, *_identity(item), error))
+        except ConcurrentWriteError:
+            _report(report, on_reject, parsed, outcomes[:durable[0] - start], start)
+            start = durable[0]
+            ledger.discard()
+            if attempt == WRITE_ATTEMPTS:
+                report.store_error = StoreUnavailableError(
+                    f"another writer kept changing the same accounts ({attempt} attempts)")
+                return False
+            continue
+        except StoreUnavailableError as error:
+            _report(report, on_reject, parsed, outcomes[:durable[0] - start], start)
+            report.store_error = error
+            return False
+        except Exception as error:  # noqa: BLE001 - an internal error stops the run
+            _report(report, on_reject, parsed, outcomes[:durable[0] - start], start)
+            failing = start + len(outcomes)
+            report.internal_error_line = parsed[min(failing, len(parsed) - 1)][0]
+            report.internal_error = error
+            return False
+        finally:
+            ledger.flush_listeners.remove(committed)
+        _report(report, on_reject, parsed, outcomes, start)
+        return True
     return True
 
 
-def _recover(ledger: Ledger, replay: list[Command]) -> None:
-    """Drop the broken batch and write again the commands before the failing line."""
-    ledger.discard()
-    with ledger.batch():
-        for command in replay:
-            try:
-                ledger.handle(command)
-            except LedgerError:
-                continue
-
-
-def _reject(
+def _report(
     report: RunReport,
     on_reject: Callable[[Rejection], None] | None,
-    number: int,
-    kind: str | None,
-    identifier: str | None,
-    error: LedgerError,
+    parsed: list[tuple[int, str, Command | LedgerError]],
+    outcomes: list[str | Rejection],
+    start: int,
 ) -> None:
-    rejection = Rejection(number, kind, identifier, error.code, str(error))
-    report.rejected.append(rejection)
-    if on_reject:
-        on_reject(rejection)
+    """Count durable outcomes (parsed[start:start + len(outcomes)]) and print rejections."""
+    for offset, outcome in enumerate(outcomes):
+        report.last_durable_line = parsed[start + offset][0]
+        if isinstance(outcome, Rejection):
+            report.rejected.append(outcome)
+            if on_reject:
+                on_reject(outcome)
+        elif outcome == ACKNOWLEDGED:
+            report.acknowledged += 1
+        else:
+            report.applied += 1
+
+
+def _rejection(number: int, kind: str | None, identifier: str | None,
+               error: LedgerError) -> Rejection:
+    return Rejection(number, kind, identifier, error.code, str(error))
+
+

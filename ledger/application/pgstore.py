@@ -28,6 +28,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder, IndexQueries):
     """Writes the inline indexes in the events' transaction (before the table lock)."""
 
     placeholder = "%s"
+    snapshots_table = "ledger_snapshots"
 
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
         super().__init__(datastore, events_table_name=events_table_name)
@@ -69,9 +70,9 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder, IndexQueries):
                 for row in side.events:
                     copy.write_row(row)
         rest = SideRows(commands=side.commands, streams=side.streams, holders=side.holders,
-                        checkpoints=side.checkpoints)
+                        checkpoints=side.checkpoints, snapshots=side.snapshots)
         if rest:
-            _write_side_rows(curs, rest, "%s")
+            _write_side_rows(curs, rest, "%s", self.snapshots_table)
 
     def latest_snapshots(self, table: str, ids: Sequence[Any]) -> list[StoredEvent]:
         rows = self._rows(

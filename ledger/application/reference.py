@@ -9,7 +9,7 @@ the same object answers for decisions during a run and for replays afterwards.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -123,13 +123,57 @@ class SettingsHistory:
             self.portfolio.append(event.at, portfolio_from_dict(event.terms))
 
 
-class ReferenceData:
-    """The series of every reference stream the application has looked at."""
+H = TypeVar("H")
+Loader = Callable[[str, str], None]  # (kind, name): bring that stream's series in
 
-    def __init__(self) -> None:
-        self.assets: dict[str, AssetHistory] = {}
-        self.instruments: dict[str, InstrumentHistory] = {}
-        self.settings = SettingsHistory()
+
+class _Histories(dict[str, H]):
+    """Series by name that load a stream the first time anything asks for it, so that an
+    answer never depends on what the process happened to load before (issue 10)."""
+
+    def __init__(self, kind: str, load: Loader) -> None:
+        super().__init__()
+        self._kind = kind
+        self._load = load
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        self._load(self._kind, key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> H:
+        self._load(self._kind, key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str):
+            self._load(self._kind, key)
+        return super().__contains__(key)
+
+
+class ReferenceData:
+    """The series of every reference stream the application has looked at.
+
+    With a `load` function (the ledger's reader of the store), every lookup first brings in
+    the stream it names: the series in force at T are the store's, whatever was loaded before.
+    Without one (the projections, which feed every stream in themselves), it holds what it is
+    given."""
+
+    def __init__(self, load: Loader | None = None) -> None:
+        self.assets: dict[str, AssetHistory]
+        self.instruments: dict[str, InstrumentHistory]
+        if load is None:
+            self.assets, self.instruments = {}, {}
+        else:
+            self.assets = _Histories("asset", load)
+            self.instruments = _Histories("instrument", load)
+        self._load = load
+        self._settings = SettingsHistory()
+
+    @property
+    def settings(self) -> SettingsHistory:
+        if self._load is not None:
+            self._load("settings", "portfolio_margin")
+        return self._settings
 
     def asset_terms(self, asset: str, at: datetime) -> AssetTerms | None:
         history = self.assets.get(asset)

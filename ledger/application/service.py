@@ -24,7 +24,13 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoding
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    JSONTranscoder,
+    OperationalError,
+    Transcoding,
+)
 
 from ledger.application import commands as c
 from ledger.application.reference import AssetHistory, InstrumentHistory, ReferenceData
@@ -49,6 +55,7 @@ from ledger.errors import (
     LedgerError,
     NoPriceError,
     NotAllowedInModeError,
+    StoreUnavailableError,
     UnknownAccountError,
     UnknownAssetError,
     UnknownSymbolError,
@@ -124,10 +131,15 @@ class Ledger(Application[UUID]):
             merged.update(env)
         super().__init__(env=merged)
         self.index: IndexQueries = self.recorder  # type: ignore[assignment]
-        self.reference = ReferenceData()
+        if self.snapshots is not None:
+            # Snapshots are written in the events' transaction (one command, one unit).
+            self.recorder.snapshots_table = (  # type: ignore[attr-defined]
+                self.snapshots.recorder.events_table_name)  # type: ignore[attr-defined]
         self._accounts: dict[UUID, Account] = {}
         self._refs: dict[UUID, Reference] = {}
         self._loaded_refs: set[UUID] = set()
+        self._looked_up: set[tuple[str, str]] = set()  # (kind, name) of streams asked for
+        self.reference = ReferenceData(self._load_stream)
         self._known_streams: dict[str, set[str]] = {}
         self._holders: dict[str, set[str]] = {}
         self._touched: dict[UUID, Aggregate] = {}
@@ -165,6 +177,7 @@ class Ledger(Application[UUID]):
         self._copies: dict[UUID, tuple[int, Account]] = {}  # state at the last checkpoint
         self._sweep_times: list[int] | None = None
         self._sweep_memory: dict[UUID, tuple[int, SweepFlags]] = {}
+        self.swept_skipped = 0  # accounts the last sweep left alone: their history is later
         self._log_position = self.recorder.max_notification_id() or 0
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
@@ -187,27 +200,39 @@ class Ledger(Application[UUID]):
             self.flush()
 
     def handle(self, command: c.Command) -> str:
-        """Apply one command; return "applied" or "acknowledged" (a repeat)."""
+        """Apply one command; return "applied" or "acknowledged" (a repeat).
+
+        A command is one unit: inside a batch, its events and index rows join the batch's
+        transaction; if it fails after it has changed anything (a rejection found late, an
+        internal error, the store lost), the commands before it are written as they were and
+        nothing of it (`_abandon`). Nothing inside a command writes to the store."""
         handler = self.handlers.get(command.type)
         if handler is None:
             raise InvalidInputError(f"command type {command.type!r} is not supported yet")
-        # Idempotency before anything reads the store (DESIGN 6.11 check order): money
-        # commands by (type, account, id), periodic ones by `at`, the rest by content.
-        digest = content_hash(command.content())
-        key = c.idempotency_key(command) or c.repeat_key(command, digest)
-        prior = self._prior(key)
+        try:
+            # Idempotency before anything reads the store (DESIGN 6.11 check order): money
+            # commands by (type, account, id), periodic ones by `at`, the rest by content.
+            digest = content_hash(command.content())
+            key = c.idempotency_key(command) or c.repeat_key(command, digest)
+            prior = self._prior(key)
+        except Exception as error:
+            _raise_store_error(error)
+            raise
         if prior:
             if prior == digest or isinstance(command, c.PeriodicCmd):
                 return ACKNOWLEDGED
             identifier = getattr(command, "id", "")
             raise IdConflictError(f"id {identifier!r} was used by a different command")
+        mark = self._savepoint()
         try:
             outcome = handler(command)
         except LedgerError:
-            raise  # decided before any event: nothing to undo
-        except BaseException:
-            if self._depth == 0:
-                self.discard()  # a half-applied command must never be written later
+            if self._changed_since(mark):
+                self._abandon(mark)  # refused after a change: it must leave nothing
+            raise
+        except BaseException as error:
+            self._abandon(mark)
+            _raise_store_error(error)
             raise
         if outcome == APPLIED:
             self._remember(key, digest, command.at)
@@ -215,40 +240,91 @@ class Ledger(Application[UUID]):
             self.flush()
         return outcome
 
+    # ------------------------------------------------------------------ the unit of work
+
+    def _savepoint(self) -> _Savepoint:
+        """Remember how much of the working set the commands so far have produced."""
+        side = self._side
+        return _Savepoint(
+            pending={aid: len(a.pending_events) for aid, a in self._touched.items()},
+            side=(len(side.commands), len(side.streams), len(side.holders),
+                  len(side.checkpoints)),
+            snapshots=len(self._snapshots_due),
+        )
+
+    def _changed_since(self, mark: _Savepoint) -> bool:
+        """Tell whether the running command has changed any aggregate or index row."""
+        side = self._side
+        if (len(side.commands), len(side.streams), len(side.holders),
+                len(side.checkpoints)) != mark.side or len(self._snapshots_due) != mark.snapshots:
+            return True
+        held: list[Aggregate] = [*self._accounts.values(), *self._refs.values()]
+        return any(len(a.pending_events) != mark.pending.get(a.id, 0) for a in held)
+
+    def _abandon(self, mark: _Savepoint) -> None:
+        """Write what the commands before the running one produced, exactly as they left it,
+        then forget the working set (the running command's changes go with it). If the store
+        cannot take even that, nothing of the batch is written and the error goes up."""
+        try:
+            aggregates = [self._touched[aid] for aid in mark.pending if aid in self._touched]
+            events = [event for a in aggregates
+                      for event in a.pending_events[:mark.pending[a.id]]]
+            commands, streams, holders, checkpoints = mark.side
+            side = SideRows(commands=self._side.commands[:commands],
+                            streams=self._side.streams[:streams],
+                            holders=self._side.holders[:holders],
+                            checkpoints=self._side.checkpoints[:checkpoints])
+            self._write(events, side, self._snapshots_due[:mark.snapshots])
+        finally:
+            self.discard()
+        for listener in self.flush_listeners:
+            listener()
+
     def flush(self) -> None:
         """Write every touched aggregate and the index rows in one transaction."""
         if not self._touched and not self._side:
+            for listener in self.flush_listeners:
+                listener()
             return
-        aggregates = list(self._touched.values())
-        side = self._side
-        for aggregate in aggregates:
-            stream = aggregate.id.hex
-            for event in aggregate.pending_events:
-                at: datetime = event.at  # type: ignore[attr-defined]
-                side.events.append((stream, event.originator_version, to_micros(at),
-                                    type(event).__name__))
         # What Application.save does, less its per-object protocol checks (a measurable share
         # of a 100,000-event settlement): collect every pending event, put them in one go.
-        pending = [event for aggregate in aggregates for event in aggregate.collect_events()]
+        events = [event for aggregate in self._touched.values()
+                  for event in aggregate.pending_events]
         try:
-            self.events.put(pending, side=side)
-        except IntegrityError as error:
-            # Another writer saved first (same version, or an idempotency key): this
-            # ledger's view is stale. Callers discard and retry; nothing was written.
-            self.discard()
-            raise ConcurrentWriteError(str(error)) from error
-        if pending:
-            latest = self.recorder.max_notification_id() or 0
-            if latest == self._log_position + len(pending):
-                self._log_position = latest  # nobody else wrote: the working set is current
-        if self._snapshots_due and self.snapshots is not None:
-            # After the events: a crash in between loses a snapshot, never an event.
-            self.snapshots.recorder.insert_events(self._snapshots_due)
+            self._write(events, self._side, self._snapshots_due)
+        except BaseException:
+            self.discard()  # nothing was written: the working set is ahead of the store
+            raise
+        for aggregate in self._touched.values():
+            aggregate.collect_events()
         self._snapshots_due = []
         self._touched = {}
         self._side = SideRows()
         for listener in self.flush_listeners:
             listener()
+
+    def _write(self, events: list[Any], side: SideRows, snapshots: list[Any]) -> None:
+        """Put events, their index rows and snapshots in one transaction (all or nothing)."""
+        if not events and not side:
+            return
+        rows = SideRows(commands=side.commands, streams=side.streams, holders=side.holders,
+                        checkpoints=side.checkpoints, snapshots=snapshots)
+        for event in events:
+            rows.events.append((event.originator_id.hex, event.originator_version,
+                                to_micros(event.at), type(event).__name__))
+        try:
+            self.events.put(events, side=rows)
+        except IntegrityError as error:
+            # Another writer saved first (same version, or an idempotency key): this
+            # ledger's view is stale. Callers discard and retry; nothing was written.
+            raise ConcurrentWriteError(str(error)) from error
+        except Exception as error:
+            _raise_store_error(error)
+            raise
+        if events:
+            latest = self.recorder.max_notification_id() or 0
+            if latest == self._log_position + len(events):
+                self._log_position = latest  # nobody else wrote: the working set is current
 
     def catch_up(self) -> int:
         """Bring the working set up to date with what other processes wrote, by reading the
@@ -283,6 +359,7 @@ class Ledger(Application[UUID]):
         held: Any = self._accounts.get(aggregate_id) or self._refs.get(aggregate_id)
         if held is None:
             self._loaded_refs.discard(aggregate_id)  # a new stream: load it when asked
+            self._looked_up.clear()
             return 0
         if notification.originator_version <= held.version:
             return 0  # written by this ledger
@@ -290,6 +367,7 @@ class Ledger(Application[UUID]):
             self._accounts.pop(aggregate_id, None)  # a gap: reload it when needed
             self._refs.pop(aggregate_id, None)
             self._loaded_refs.discard(aggregate_id)
+            self._looked_up.clear()
             return 0
         event = cast(Any, self.mapper.to_domain_event(notification))
         event.mutate(held)
@@ -304,7 +382,8 @@ class Ledger(Application[UUID]):
         self._accounts.clear()
         self._refs.clear()
         self._loaded_refs.clear()
-        self.reference = ReferenceData()
+        self._looked_up.clear()
+        self.reference = ReferenceData(self._load_stream)
         self._known_streams.clear()
         self._holders.clear()
         self._touched = {}
@@ -431,6 +510,19 @@ class Ledger(Application[UUID]):
         assert aggregate is not None
         self._refs[aggregate_id] = aggregate
         return aggregate
+
+    def _load_stream(self, kind: str, name: str) -> None:
+        """Bring a reference stream in the first time anything asks for it (the loader of
+        `ReferenceData`): every lookup sees the store's history, not this process's past."""
+        if (kind, name) in self._looked_up:
+            return
+        self._looked_up.add((kind, name))
+        if kind == "asset":
+            self._load_reference(asset_id(name), kind, name)
+        elif kind == "instrument":
+            self._load_reference(instrument_id(name), kind, name)
+        else:
+            self._load_reference(portfolio_settings_id(), kind, name)
 
     def _history(self, kind: str, name: str) -> Any:
         if kind == "asset":
@@ -910,12 +1002,20 @@ class Ledger(Application[UUID]):
 
     def check_margin(self, cmd: c.CheckMarginCmd) -> str:
         """Run the margin sweep at `at`: automatic top-ups, auto-exchange, margin calls,
-        liquidation triggers, in that order (contract, DESIGN 6.11). Idempotent by `at`."""
+        liquidation triggers, in that order (contract, DESIGN 6.11). Idempotent by `at`.
+
+        A signal is about the present: the sweep acts only on accounts whose history ends at
+        or before `at`; an account that has moved past it is skipped (counted in
+        `swept_skipped`, no event)."""
         previous = self._previous_sweep(cmd.at)
         self.load_accounts(self.account_names())
+        self.swept_skipped = 0
         for name in self.account_names():
             account = self.find_account(name)
-            if account is None or self._opened_after(account, cmd.at):
+            if account is None:
+                continue
+            if account.last_at > cmd.at:
+                self.swept_skipped += 1
                 continue
             self._sweep_account(account, cmd.at, previous)
         self._add_sweep_time(cmd.at)
@@ -975,7 +1075,9 @@ class Ledger(Application[UUID]):
             symbol = held["symbol"]
             if held["margin_type"] != ISOLATED or not account.auto_add.get(symbol):
                 continue
-            terms = market.instruments[symbol]
+            terms = market.instruments.get(symbol)
+            if terms is None:
+                continue  # not listed at the sweep's time: nothing to value it with
             mark = market.mark(symbol, held["entry_price"])
             state = account.isolated_view(symbol, terms)
             if not is_at_liquidation(rules.isolated_view(state, terms), mark):
@@ -1131,21 +1233,18 @@ class Ledger(Application[UUID]):
     ) -> tuple[Account, datetime, list[Any], Decimal] | None:
         """Return where accrual resumes: the account as it was then (a private copy), that
         time, the account's events after it up to `end`, and the interest carried from it."""
-        if self._touched:
-            self.flush()
         aggregate_id = account_id(account.name)
-        stream = aggregate_id.hex
-        last = self.index.version_at(stream, to_micros(end))
+        last = self._version_at(aggregate_id, to_micros(end))
         if last is None:
             return None
         start = account.interest_from.get(asset)
-        checkpoint = self.index.interest_checkpoint(stream, asset, to_micros(end))
+        checkpoint = self._interest_checkpoint(aggregate_id, asset, to_micros(end))
         carried = ZERO
         if checkpoint is not None and (start is None or checkpoint[0] >= to_micros(start)):
             begin, first, carried = from_micros(checkpoint[0]), checkpoint[1], Decimal(
                 checkpoint[2])
         elif start is not None:
-            begin, first = start, self.index.version_at(stream, to_micros(start)) or 1
+            begin, first = start, self._version_at(aggregate_id, to_micros(start)) or 1
         else:
             begin, first = None, 1
         first = min(first, last)
@@ -1336,9 +1435,7 @@ class Ledger(Application[UUID]):
         cached = self._accounts.get(aggregate_id)
         if cached is not None and cached.last_at <= at:
             return cached
-        if self._touched:
-            self.flush()  # the time index must hold every event before reading it
-        version = self.index.version_at(aggregate_id.hex, to_micros(at))
+        version = self._version_at(aggregate_id, to_micros(at))
         if version is None:
             return None
         return self.load_account(aggregate_id, version)
@@ -1346,8 +1443,45 @@ class Ledger(Application[UUID]):
     def account_history(
         self, aggregate_id: UUID, gt: int | None = None, lte: int | None = None
     ) -> list[Account.Event]:
-        """Return an account's events in order (optionally after `gt`, up to `lte`)."""
-        return cast(list[Account.Event], list(self.events.get(aggregate_id, gt=gt, lte=lte)))
+        """Return an account's events in order (optionally after `gt`, up to `lte`): the
+        committed ones from the store, then those of this unit of work not yet written
+        (copies, so that folding them elsewhere cannot reach the events to be stored)."""
+        pending = self._pending_events(aggregate_id)
+        if not pending:
+            return cast(list[Account.Event], list(self.events.get(aggregate_id, gt=gt, lte=lte)))
+        head = pending[0].originator_version - 1  # the last version in the store
+        events: list[Any] = []
+        if gt is None or gt < head:
+            events = list(self.events.get(aggregate_id, gt=gt,
+                                          lte=head if lte is None else min(lte, head)))
+        events += [deepcopy(e) for e in pending
+                   if (gt is None or e.originator_version > gt)
+                   and (lte is None or e.originator_version <= lte)]
+        return cast(list[Account.Event], events)
+
+    def _pending_events(self, aggregate_id: UUID) -> list[Any]:
+        touched = self._touched.get(aggregate_id)
+        return list(touched.pending_events) if touched is not None else []
+
+    def _version_at(self, aggregate_id: UUID, at_micros: int) -> int | None:
+        """Return the account's last version with `at ≤ at_micros`, counting the events of
+        this unit of work not yet written (None: nothing yet)."""
+        for event in reversed(self._pending_events(aggregate_id)):
+            if to_micros(event.at) <= at_micros:
+                return cast(int, event.originator_version)
+        return self.index.version_at(aggregate_id.hex, at_micros)
+
+    def _interest_checkpoint(self, aggregate_id: UUID, asset: str, at_micros: int
+                             ) -> tuple[int, int, str] | None:
+        """Return the last interest checkpoint at or before `at_micros`: one this unit of
+        work will write, or one in the store."""
+        stream = aggregate_id.hex
+        found = self.index.interest_checkpoint(stream, asset, at_micros)
+        for row in self._side.checkpoints:
+            if row[0] == stream and row[1] == asset and row[2] <= at_micros and (
+                    found is None or row[2] >= found[0]):
+                found = (row[2], row[3], row[4])
+        return found
 
     def load_account(self, aggregate_id: UUID, version: int | None) -> Account:
         """Rebuild an account at `version` from its latest snapshot at or below it and the
@@ -1364,6 +1498,27 @@ class Ledger(Application[UUID]):
             raise AggregateNotFoundError(aggregate_id)
         assert isinstance(aggregate, Account), aggregate_id
         return aggregate
+
+
+@dataclass(frozen=True)
+class _Savepoint:
+    """How far the working set had got when a command began (see `Ledger.handle`)."""
+
+    pending: dict[UUID, int]  # pending events of each touched aggregate
+    side: tuple[int, int, int, int]  # index rows: commands, streams, holders, checkpoints
+    snapshots: int
+
+
+def _raise_store_error(error: BaseException) -> None:
+    """Raise `StoreUnavailableError` from `error` when it says the store cannot be reached
+    or written (the library's or the driver's operational and interface errors); return
+    otherwise, so that every other error keeps its own type."""
+    store_errors = (OperationalError, InterfaceError)
+    driver = type(error).__module__.split(".")[0] in ("sqlite3", "psycopg", "psycopg_pool")
+    if isinstance(error, store_errors) or (
+            driver and type(error).__name__ in ("OperationalError", "InterfaceError",
+                                                "PoolTimeout", "TooManyRequests")):
+        raise StoreUnavailableError(str(error)) from error
 
 
 @dataclass(frozen=True)

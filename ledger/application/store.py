@@ -59,14 +59,22 @@ class SideRows:
     streams: list[tuple[str, str, str]] = field(default_factory=list)
     holders: list[tuple[str, str]] = field(default_factory=list)
     checkpoints: list[tuple[str, str, int, int, str]] = field(default_factory=list)
+    snapshots: list[StoredEvent] = field(default_factory=list)  # to the snapshots table
 
     def __bool__(self) -> bool:
         return bool(self.commands or self.events or self.streams or self.holders
-                    or self.checkpoints)
+                    or self.checkpoints or self.snapshots)
 
 
-def _write_side_rows(cursor: Any, side: SideRows, placeholder: str) -> None:
+def _write_side_rows(cursor: Any, side: SideRows, placeholder: str,
+                     snapshots_table: str = "ledger_snapshots") -> None:
     p = placeholder
+    if side.snapshots:
+        cursor.executemany(
+            f"INSERT INTO {snapshots_table} (originator_id, originator_version, topic, state)"
+            f" VALUES ({p}, {p}, {p}, {p})",
+            [(_stream_value(s.originator_id, p), s.originator_version, s.topic, s.state)
+             for s in side.snapshots])
     if side.commands:
         cursor.executemany(
             f"INSERT INTO ledger_commands (command_key, content_hash, at_micros)"
@@ -183,6 +191,13 @@ class IndexQueries:
         ), (prefix + "%",))]
 
 
+def _stream_value(originator_id: Any, placeholder: str) -> Any:
+    """A stream id as each backend stores it: hex text on SQLite, a UUID on PostgreSQL."""
+    if placeholder == "?" and isinstance(originator_id, UUID):
+        return originator_id.hex
+    return originator_id
+
+
 def _stored(row: Sequence[Any]) -> StoredEvent:
     originator = row[0]
     if isinstance(originator, str):
@@ -192,7 +207,10 @@ def _stored(row: Sequence[Any]) -> StoredEvent:
 
 
 class LedgerSQLiteRecorder(SQLiteApplicationRecorder, IndexQueries):
-    """SQLite recorder that writes the inline indexes in the events' transaction."""
+    """SQLite recorder that writes the inline indexes (and the snapshots due) in the events'
+    transaction."""
+
+    snapshots_table = "ledger_snapshots"
 
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(), *SIDE_TABLES]
@@ -209,7 +227,7 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder, IndexQueries):
                 for s in stored_events
             ])
         if side:
-            _write_side_rows(c, side, "?")
+            _write_side_rows(c, side, "?", self.snapshots_table)
         return None
 
     def _stream_key(self, stream: Any) -> Any:
