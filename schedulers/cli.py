@@ -12,6 +12,7 @@ stopped at an error, or the lock was lost; 3 an internal error (a bug: its trace
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -83,6 +84,13 @@ def scheduler(ctx: click.Context, once: bool, clock: str, start: str | None, unt
     try:
         outcome = main(options, stop)
     except Exception as error:  # noqa: BLE001 - the CLI boundary: a bug, exit 3 (STYLE §9)
+        from ledger.application.service import is_store_error
+
+        if is_store_error(error):
+            # Lost or unreachable store: what was settled stays settled, a restart resumes.
+            click.echo(json.dumps({"error": "store_unavailable", "message": str(error)}),
+                       err=True)
+            sys.exit(2)
         logging.getLogger("ledger.scheduler").error("internal error: %s: %s\n%s",
                                                     type(error).__name__, error,
                                                     traceback.format_exc())

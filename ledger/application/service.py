@@ -143,6 +143,10 @@ class Ledger(Application[UUID]):
         self._known_streams: dict[str, set[str]] = {}
         self._holders: dict[str, set[str]] = {}
         self._touched: dict[UUID, Aggregate] = {}
+        # Pending events of each touched aggregate as the last finished command left them
+        # (the savepoint of the running command), and what the running command touched.
+        self._done: dict[UUID, int] = {}
+        self._touched_now: dict[UUID, Aggregate] = {}
         self._snapshot_versions: dict[UUID, int] = {}
         self._snapshots_due: list[Any] = []
         self._side = SideRows()
@@ -224,6 +228,7 @@ class Ledger(Application[UUID]):
             identifier = getattr(command, "id", "")
             raise IdConflictError(f"id {identifier!r} was used by a different command")
         mark = self._savepoint()
+        self._touched_now = {}
         try:
             outcome = handler(command)
         except LedgerError:
@@ -234,6 +239,8 @@ class Ledger(Application[UUID]):
             self._abandon(mark)
             _raise_store_error(error)
             raise
+        for aggregate_id, aggregate in self._touched_now.items():
+            self._done[aggregate_id] = len(aggregate.pending_events)
         if outcome == APPLIED:
             self._remember(key, digest, command.at)
         if self._depth == 0:
@@ -246,7 +253,6 @@ class Ledger(Application[UUID]):
         """Remember how much of the working set the commands so far have produced."""
         side = self._side
         return _Savepoint(
-            pending={aid: len(a.pending_events) for aid, a in self._touched.items()},
             side=(len(side.commands), len(side.streams), len(side.holders),
                   len(side.checkpoints)),
             snapshots=len(self._snapshots_due),
@@ -259,16 +265,15 @@ class Ledger(Application[UUID]):
                 len(side.checkpoints)) != mark.side or len(self._snapshots_due) != mark.snapshots:
             return True
         held: list[Aggregate] = [*self._accounts.values(), *self._refs.values()]
-        return any(len(a.pending_events) != mark.pending.get(a.id, 0) for a in held)
+        return any(len(a.pending_events) != self._done.get(a.id, 0) for a in held)
 
     def _abandon(self, mark: _Savepoint) -> None:
         """Write what the commands before the running one produced, exactly as they left it,
         then forget the working set (the running command's changes go with it). If the store
         cannot take even that, nothing of the batch is written and the error goes up."""
         try:
-            aggregates = [self._touched[aid] for aid in mark.pending if aid in self._touched]
-            events = [event for a in aggregates
-                      for event in a.pending_events[:mark.pending[a.id]]]
+            aggregates = [self._touched[aid] for aid in self._done if aid in self._touched]
+            events = [event for a in aggregates for event in a.pending_events[:self._done[a.id]]]
             commands, streams, holders, checkpoints = mark.side
             side = SideRows(commands=self._side.commands[:commands],
                             streams=self._side.streams[:streams],
@@ -299,6 +304,7 @@ class Ledger(Application[UUID]):
             aggregate.collect_events()
         self._snapshots_due = []
         self._touched = {}
+        self._done = {}
         self._side = SideRows()
         for listener in self.flush_listeners:
             listener()
@@ -387,6 +393,8 @@ class Ledger(Application[UUID]):
         self._known_streams.clear()
         self._holders.clear()
         self._touched = {}
+        self._done = {}
+        self._touched_now = {}
         self._snapshot_versions.clear()
         self._snapshots_due = []
         self._side = SideRows()
@@ -399,6 +407,7 @@ class Ledger(Application[UUID]):
     def _touch(self, aggregate: Aggregate) -> None:
         if aggregate.id not in self._touched:
             self._touched[aggregate.id] = aggregate
+        self._touched_now[aggregate.id] = aggregate
         if isinstance(aggregate, Account):
             self._snapshot_if_due(aggregate)
 
@@ -1504,20 +1513,25 @@ class Ledger(Application[UUID]):
 class _Savepoint:
     """How far the working set had got when a command began (see `Ledger.handle`)."""
 
-    pending: dict[UUID, int]  # pending events of each touched aggregate
     side: tuple[int, int, int, int]  # index rows: commands, streams, holders, checkpoints
     snapshots: int
 
 
+def is_store_error(error: BaseException) -> bool:
+    """Tell whether `error` says the store cannot be reached or written: the library's, the
+    drivers' or SQLAlchemy's operational and interface errors (not a bug, not a conflict)."""
+    if isinstance(error, (StoreUnavailableError, OperationalError, InterfaceError)):
+        return True
+    origin = type(error).__module__.split(".")[0]
+    return origin in ("sqlite3", "psycopg", "psycopg_pool", "sqlalchemy") and type(
+        error).__name__ in ("OperationalError", "InterfaceError", "PoolTimeout",
+                            "TooManyRequests")
+
+
 def _raise_store_error(error: BaseException) -> None:
-    """Raise `StoreUnavailableError` from `error` when it says the store cannot be reached
-    or written (the library's or the driver's operational and interface errors); return
-    otherwise, so that every other error keeps its own type."""
-    store_errors = (OperationalError, InterfaceError)
-    driver = type(error).__module__.split(".")[0] in ("sqlite3", "psycopg", "psycopg_pool")
-    if isinstance(error, store_errors) or (
-            driver and type(error).__name__ in ("OperationalError", "InterfaceError",
-                                                "PoolTimeout", "TooManyRequests")):
+    """Raise `StoreUnavailableError` from `error` when it is a store error (`is_store_error`);
+    return otherwise, so that every other error keeps its own type."""
+    if is_store_error(error) and not isinstance(error, StoreUnavailableError):
         raise StoreUnavailableError(str(error)) from error
 
 
