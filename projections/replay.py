@@ -12,8 +12,8 @@ that event's `at`. Rather than load each account from the store per event, the r
   store, snapshots helping).
 
 Figures come from the ledger's own code (`rules.evaluate`, `Ledger.interest_view`), never from a
-second formula: `ReplayLedger` is the ledger application with its reference-data loading turned
-off, so its interest code reads the projection's series.
+second formula: `ReplayLedger` holds the ledger's readers (account history, the reference reader
+`fed` from the log instead of the store), so its interest code reads the projection's series.
 
 Late reference data. A price or parameter change recorded after account events whose `at` is at
 or after its own (a mark sent a moment late) changes the figures of those events as the ledger
@@ -44,7 +44,7 @@ from ledger.domain.reference import Asset, Instrument, Reference, Settings
 from ledger.numbers import ZERO
 from ledger.rules import margin as rules
 from ledger.rules.positions import unrealized_pnl
-from ledger.rules.terms import Mode
+from ledger.rules.terms import AssetTerms, InstrumentTerms, Mode
 from ledger.times import to_micros
 
 ACCOUNT_CACHE = 20_000
@@ -61,23 +61,50 @@ def reference_topics() -> tuple[str, ...]:
     return tuple(sorted(topics))
 
 
-class ReplayLedger(Ledger):
-    """The ledger application reading reference data from the projection's series.
+class ReplayLedger:
+    """The ledger's readers over the projection's own reference series; it never writes.
 
-    Used for decoding the log, loading account versions and the interest view; it never writes.
-    `_load_reference` is the one hook overridden: the series are fed from the log in
-    notification order instead of being loaded whole from the store, so every figure is
-    computed with what the projection has seen and nothing else.
-    """
+    The store is opened as the ledger opens it (decoding, snapshots, the time index), but its
+    reference reader is `fed`: the series come from the log in notification order instead of
+    being loaded whole from the store, so every figure is computed with what the projection
+    has seen and nothing else. Account versions come from the ledger's `AccountHistory`, the
+    interest view from its interest handlers (one formula, one home)."""
 
     name = Ledger.name  # same store, same tables
 
     def __init__(self, url: str, reference: ReferenceData | None = None) -> None:
-        super().__init__(url, env={"CREATE_TABLE": "n"})
-        self.reference = reference if reference is not None else ReferenceData()
+        self.store = Ledger(url, env={"CREATE_TABLE": "n"})
+        self.store.refs.fed(reference if reference is not None else ReferenceData())
+        self.mapper = self.store.mapper
+        self.recorder = self.store.recorder
+        self.index = self.store.index
+        self.history = self.store.history
 
-    def _load_reference(self, aggregate_id: UUID, kind: str, name: str) -> Reference | None:
-        return None
+    @property
+    def reference(self) -> ReferenceData:
+        return self.store.refs.data
+
+    @reference.setter
+    def reference(self, data: ReferenceData) -> None:
+        self.store.refs.fed(data)
+
+    def load_account(self, aggregate_id: UUID, version: int | None) -> Account:
+        return self.history.load_account(aggregate_id, version)
+
+    def interest_view(self, account: Account, at: datetime) -> dict[str, dict[str, Decimal]]:
+        return self.store.interest.interest_view(account, at)
+
+    def require_asset(self, name: str, at: datetime | None = None) -> AssetTerms:
+        return self.store.refs.require_asset(name, at)
+
+    def require_instrument(self, symbol: str, at: datetime | None = None) -> InstrumentTerms:
+        return self.store.refs.require_instrument(symbol, at)
+
+    def discard(self) -> None:
+        self.store.discard()
+
+    def close(self) -> None:
+        self.store.close()
 
 
 @dataclass(frozen=True, slots=True)

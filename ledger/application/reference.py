@@ -175,6 +175,11 @@ class ReferenceData:
             self._load("settings", "portfolio_margin")
         return self._settings
 
+    @property
+    def settings_series(self) -> SettingsHistory:
+        """The settings series as it is, without loading (for the loader itself)."""
+        return self._settings
+
     def asset_terms(self, asset: str, at: datetime) -> AssetTerms | None:
         history = self.assets.get(asset)
         return history.terms.at(at) if history else None
