@@ -4,6 +4,47 @@ Money, prices, rates and quantities are `Decimal` with 34 significant digits (DE
 figures are never rounded; posted amounts are rounded once, by `round_paid` (up: the account pays
 a little more, the exchange is favoured) or `round_received` (down: the account receives a little
 less, the exchange is favoured), and the difference goes to `system:rounding`.
+
+Input bounds (issue 10). Every figure the ledger posts is quantised on the system side to 18
+places (`postings.SYSTEM_PLACES`) inside 34 significant digits, so a posted figure must stay
+below 10^16 (16 integer digits + 18 places = 34); a balance must stay exact in 34 digits. The
+commands therefore refuse (`invalid_input`, naming the field and the bound) any figure outside:
+
+| figure                                                          | range                 | places |
+|-----------------------------------------------------------------|-----------------------|--------|
+| amounts: deposit, withdraw, transfer, repay, set_spot_in_use    | (0, 10^15]            | ≤ 18   |
+| adjust_isolated_margin amount; a fill's fee (signed)            | |x| ≤ 10^15           | ≤ 18   |
+| free_amount, auto_exchange_threshold_usd, min_equity_usd, up_to | [0, 10^15]            | ≤ 18   |
+| qty (fill, order)                                               | (0, 10^12]            | ≤ 18   |
+| price (fill, order, mark_price, index_price)                    | [10^-12, 10^9]        | ≤ 12   |
+| contract_size                                                   | [10^-12, 10^6]        | ≤ 12   |
+| leverage, max_leverage                                          | [1, 1000]             | ≤ 18   |
+| taker/maker fee rates                                           | |r| ≤ 0.1             | ≤ 18   |
+| delivery_fee_rate                                               | [0, 0.1]              | ≤ 18   |
+| funding rate                                                    | |r| ≤ 1               | ≤ 18   |
+| interest annual_rate                                            | [0, 10]               | ≤ 18   |
+| ratio, mmr, borrow_*_rate, auto_exchange_discount, other rates  | [0, 1]                | ≤ 18   |
+| price shocks                                                    | (−1, 10]              | ≤ 18   |
+| extreme_factor, multiplier, imr_factor, levels                  | [0, 100]              | ≤ 18   |
+| `at`                                                            | [2000-01-01, 2200-01-01) UTC          |
+| account, id and other names                                     | 1–128 characters of the safe set      |
+
+Why these hold (the worst cases of one command):
+- an amount: 15 integer digits + 18 places = 33 significant digits;
+- a fill's notional: linear `qty × contract_size × price` ≤ 10^12 × 10^6 × 10^9 = 10^27, inverse
+  `qty × contract_size / price` ≤ 10^12 × 10^6 / 10^-12 = 10^30: each factor alone is
+  bounded, the product is not within 10^16, so the fill is also checked against
+  `MAX_NOTIONAL` = 10^15 once its instrument is known (`commands.notional_error`, a
+  reference-data check), which leaves 10^15 × a fee rate of 0.1 = 10^14 for the fee and
+  10^15 × a funding rate of 1 for funding;
+- interest: a debt ≤ 10^16 × annual_rate 10 × at most 200 years = 2 × 10^19 would not post at
+  18 places; debts come from losses and fees bounded as above, and `at` ≤ 2200 keeps the
+  elapsed years ≤ 200 (the 9999-12-31 charge of the issue was 7,975 years of interest);
+- the product of two bounded factors with ≤ 18 and ≤ 12 places is exact in 34 digits whenever
+  the integer digits are ≤ 4 (34 − 18 − 12); larger products are rounded to 34 digits, which
+  is how state figures were always computed (DESIGN §4: one rounding at posting time).
+A balance that a posting would take beyond 34 exact digits is refused by the account
+(`exact_sum`), never rounded.
 """
 
 from __future__ import annotations
@@ -15,6 +56,21 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 ZERO = Decimal(0)
 ONE = Decimal(1)
 PRECISION = 34
+
+MAX_AMOUNT = Decimal(10) ** 15
+"""Largest amount a command may carry (deposit, withdraw, transfer, fee, …)."""
+MAX_QTY = Decimal(10) ** 12
+"""Largest quantity in contracts of a fill or an order."""
+MAX_PRICE = Decimal(10) ** 9
+"""Largest price (fill, order, mark, index); the smallest is 10^-PRICE_PLACES."""
+PRICE_PLACES = 12
+MAX_CONTRACT_SIZE = Decimal(10) ** 6
+MAX_NOTIONAL = Decimal(10) ** 15
+"""Largest notional of one fill or order in its settle asset (checked with the instrument)."""
+MAX_PLACES = 18
+"""Most decimal places of an input figure (the largest asset precision)."""
+MAX_LEVERAGE = Decimal(1000)
+MIN_LEVERAGE = ONE
 
 _DECIMAL_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?\Z")  # ASCII digits only, as JSON
 
@@ -114,3 +170,18 @@ def to_str(value: Decimal) -> str:
 def opt_str(value: Decimal | None) -> str | None:
     """Print an optional decimal: None stays None (a `null` in the contract's JSON)."""
     return None if value is None else to_str(value)
+
+
+def exact_sum(left: Decimal, right: Decimal) -> Decimal | None:
+    """Return `left + right` when it is exact in 34 significant digits, else None.
+
+    Example: 10^16 + 0.000000000000000001 needs 35 digits → None (the ledger context would
+    round it silently to 10^16).
+    """
+    local = context()
+    local.traps[decimal.Inexact] = True
+    local.traps[decimal.Rounded] = True
+    try:
+        return local.add(left, right)
+    except (decimal.Inexact, decimal.Rounded):
+        return None
