@@ -178,10 +178,12 @@ def exact_sum(left: Decimal, right: Decimal) -> Decimal | None:
     Example: 10^16 + 0.000000000000000001 needs 35 digits → None (the ledger context would
     round it silently to 10^16).
     """
-    local = context()
-    local.traps[decimal.Inexact] = True
-    local.traps[decimal.Rounded] = True
     try:
-        return local.add(left, right)
+        return _EXACT.add(left, right)
     except (decimal.Inexact, decimal.Rounded):
         return None
+
+
+_EXACT = context()
+_EXACT.traps[decimal.Inexact] = True
+_EXACT.traps[decimal.Rounded] = True
