@@ -5,6 +5,16 @@ JSON number keeps its literal text and is read exactly ("0.1" stays 0.1, never a
 exponent, NaN or Infinity is refused. Shape errors (unknown type or field, a missing field, a
 malformed decimal or time, an amount that is not > 0) are `invalid_input`, checked here before
 anything reads the store (DESIGN 6.11 check order).
+
+Every figure has a documented range (the table in `ledger/numbers.py`): amounts (0, 10^15],
+quantities (0, 10^12], prices (0, 10^9] with at most 12 places, contract_size (0, 10^6],
+leverage [1, 1000], fee rates |r| ≤ 0.1, funding rates |r| ≤ 1, annual rates [0, 10], ratios
+[0, 1], `at` from 2000-01-01 and before 2200-01-01 UTC. Names (account, id, asset, symbol) are
+1–128 characters in NFC without control, format, surrogate, private-use or unassigned
+characters and without a leading combining mark: refused, never normalised. Messages are the
+ledger's own words and always name the field (`unknown field "foo"`, `missing field "qty"`,
+`side must be one of: buy, sell`, `qty must be a decimal string …`); echoed input is cut to
+SHOWN characters.
 """
 
 from __future__ import annotations
@@ -87,6 +97,12 @@ def load_line(text: str) -> Any:
 SHOWN = 200
 """At most this many characters of an input are echoed in a message (a 75 MB line must not
 become 45 MB of stderr)."""
+
+
+def cut(text: str) -> str:
+    """Return `text` cut to SHOWN characters (with "…"): for a raw `type` or `id` echoed in a
+    rejection line (`feed._raw_identity`)."""
+    return text if len(text) <= SHOWN else text[:SHOWN] + "…"
 
 
 def shown(value: Any) -> str:
