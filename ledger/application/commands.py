@@ -759,9 +759,10 @@ def repeat_key(command: Command, digest: str) -> str:
 
 
 def notional_error(
-    kind: str, qty: Decimal, contract_size: Decimal, price: Decimal, field: str = "qty"
+    qty: Decimal, contract_size: Decimal, price: Decimal, *, inverse: bool, field: str = "qty"
 ) -> str | None:
-    """Return why a fill or order is too large once its instrument is known, or None.
+    """Return why a fill, a position or an order is too large once its instrument is known,
+    or None (call with `terms.is_inverse`).
 
     Linear: `qty × contract_size × price`; inverse: `qty × contract_size / price` (in coin).
     Each factor is bounded at entry, the product is not: 10^12 × 10^6 × 10^9 = 10^27 would post
@@ -769,10 +770,11 @@ def notional_error(
     0.0001 BTC at 30,000 = 30 USDT → None; 10^12 at 10^6 × 10^9 → a message.
     """
     size = qty * contract_size
-    notional = size / price if kind == "inverse_perpetual" else size * price
+    notional = size / price if inverse else size * price
     if notional > MAX_NOTIONAL:
-        return (f"{field}: the notional {field} × contract_size "
-                f"{'/' if kind == 'inverse_perpetual' else '×'} price must be at most "
+        operator = "/" if inverse else "×"
+        return (f"{field}: the notional {field} × contract_size {operator} price is "
+                f"{to_str(notional) if notional < 10**40 else 'above 10^40'}; it must be at most "
                 f"{_power(MAX_NOTIONAL)}")
     return None
 

@@ -126,3 +126,35 @@ def test_an_ambiguous_old_key_keeps_every_reading() -> None:
     assert revision.new_keys("deposit|x|y|z", {"x"}) == ['deposit|["x","y|z"]']
     assert revision.new_keys("transfer|bob|t1", set()) == ['transfer|["bob","t1"]']
     assert json.loads(revision.new_keys("fill|é|f1", set())[0].partition("|")[2]) == ["é", "f1"]
+
+
+def test_differing_fields_names_what_an_id_conflict_changed() -> None:
+    """For the lead's id_conflict message: d1 re-sent with 10,001 instead of 10,000 and at
+    another time differs in `amount` and `at`; "10000.0" equals "10000" (parsed values)."""
+    from ledger.application.commands import differing_fields
+
+    first = parse_command(deposit("alice", "d1", "10000")).content()
+    assert differing_fields(first, parse_command(deposit("alice", "d1", "10000.0")).content()) == []
+    changed = {**deposit("alice", "d1", "10001"), "at": "2025-01-01T02:00:00Z"}
+    assert differing_fields(first, parse_command(changed).content()) == ["amount", "at"]
+
+
+@pytest.mark.parametrize(("inverse", "qty", "size", "price", "refused"), [
+    (False, "10", "0.0001", "30000", False),  # 0.03 BTC = 30 USDT
+    (False, "1000000000000", "1000000", "1000000000", True),  # 10^27
+    (False, "1000000000", "1000000", "1", False),  # 10^15 exactly: the bound
+    (False, "1000000001", "1000000", "1", True),
+    (True, "100", "100", "30000", False),  # 10,000 USD / 30,000 = 0.33 BTC
+    (True, "1000000000000", "1000000", "0.000000000001", True),  # 10^30 coin
+])
+def test_notional_error_bounds_the_product_the_fields_cannot(
+    inverse: bool, qty: str, size: str, price: str, refused: bool
+) -> None:
+    from decimal import Decimal
+
+    from ledger.application.commands import notional_error
+
+    message = notional_error(Decimal(qty), Decimal(size), Decimal(price), inverse=inverse)
+    assert (message is not None) == refused
+    if refused:
+        assert message is not None and "must be at most 10^15" in message
