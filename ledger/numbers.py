@@ -175,15 +175,15 @@ def opt_str(value: Decimal | None) -> str | None:
 def exact_sum(left: Decimal, right: Decimal) -> Decimal | None:
     """Return `left + right` when it is exact in 34 significant digits, else None.
 
-    Example: 10^16 + 0.000000000000000001 needs 35 digits → None (the ledger context would
-    round it silently to 10^16).
+    Examples: 10^16 + 0.000000000000000001 needs 35 digits → None (the ledger context would
+    round it silently to 10^16); 9,999,999,999,999,999.999999999999999999 +
+    0.000000000000000001 = 10^16 exactly → 10^16.
     """
     try:
         return _EXACT.add(left, right)
-    except (decimal.Inexact, decimal.Rounded):
+    except decimal.Inexact:
         return None
 
 
 _EXACT = context()
-_EXACT.traps[decimal.Inexact] = True
-_EXACT.traps[decimal.Rounded] = True
+_EXACT.traps[decimal.Inexact] = True  # not Rounded: dropping trailing zeros loses nothing
