@@ -26,25 +26,26 @@ commands therefore refuse (`invalid_input`, naming the field and the bound) any 
 | ratio, mmr, borrow_*_rate, auto_exchange_discount, other rates  | [0, 1]                | ≤ 18   |
 | price shocks                                                    | (−1, 10]              | ≤ 18   |
 | extreme_factor, multiplier, imr_factor, levels                  | [0, 100]              | ≤ 18   |
-| `at`                                                            | [2000-01-01, 2200-01-01) UTC          |
-| account, id and other names                                     | 1–128 characters of the safe set      |
+| `at` (UTC)                                                      | [2000-01-01, 2200-01-01)       |
+| account, id, asset, symbol (NFC, no Cc/Cf/Cs/Co/Cn, …)          | 1–128 characters               |
 
-Why these hold (the worst cases of one command):
-- an amount: 15 integer digits + 18 places = 33 significant digits;
-- a fill's notional: linear `qty × contract_size × price` ≤ 10^12 × 10^6 × 10^9 = 10^27, inverse
-  `qty × contract_size / price` ≤ 10^12 × 10^6 / 10^-12 = 10^30: each factor alone is
-  bounded, the product is not within 10^16, so the fill is also checked against
-  `MAX_NOTIONAL` = 10^15 once its instrument is known (`commands.notional_error`, a
-  reference-data check), which leaves 10^15 × a fee rate of 0.1 = 10^14 for the fee and
-  10^15 × a funding rate of 1 for funding;
-- interest: a debt ≤ 10^16 × annual_rate 10 × at most 200 years = 2 × 10^19 would not post at
-  18 places; debts come from losses and fees bounded as above, and `at` ≤ 2200 keeps the
-  elapsed years ≤ 200 (the 9999-12-31 charge of the issue was 7,975 years of interest);
-- the product of two bounded factors with ≤ 18 and ≤ 12 places is exact in 34 digits whenever
-  the integer digits are ≤ 4 (34 − 18 − 12); larger products are rounded to 34 digits, which
-  is how state figures were always computed (DESIGN §4: one rounding at posting time).
-A balance that a posting would take beyond 34 exact digits is refused by the account
-(`exact_sum`), never rounded.
+Why these bounds (34 significant digits; the system side of a posting has 18 places):
+- an amount: 15 integer digits + 18 places = 33 significant digits, exact;
+- a balance: a sum of amounts; a posting that would take it beyond 34 exact digits is refused
+  by the account (`exact_sum`, `invalid_input`), never rounded. 100 deposits of 10^15 make
+  10^17, exact; in an 18-place asset, ten of 10^15 − 10^-18 are the most that stay exact;
+- a fill's notional: linear `qty × contract_size × price` ≤ 10^12 × 10^6 × 10^9 = 10^27,
+  inverse `qty × contract_size / price` ≤ 10^12 × 10^6 / 10^-12 = 10^30. Each factor is
+  bounded alone at entry (realistic ranges: 10^12 contracts of a meme coin, a contract of
+  10^6 units, a price of 10^9), but their product is not within 10^16, so a fill must also be
+  checked against MAX_NOTIONAL = 10^15 once its instrument is known
+  (`commands.notional_error`, a reference-data check the service makes): a fee is then at
+  most 10^15 × 0.1 = 10^14 and a funding payment at most 10^15 × a rate of 1 (at the fill's
+  price; a later mark moves it);
+- interest: debt × annual_rate (≤ 10) × years; `at` before 2200 and from 2000 keeps the years
+  ≤ 200 (the 9999-12-31 charge of the issue was ~7,974 years of interest: 7,980,295.78 USDT
+  on ~10,000);
+- rates, ratios and factors are ≤ 100, so a product with one of them grows by 2 digits at most.
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ story; when the active process dies, the lock dies with it and a waiting one tak
   waiters poll rather than try once.
 - SQLite: `fcntl.flock` on `<database>.scheduler.lock`, next to the database file; the kernel
   releases it when the process dies. The file is opened without following a symlink and
-  created 0600 (a link planted at its name is refused, its target never truncated). An in-memory database has no other process: no lock.
+  created 0600 (a link planted at its name is refused, its target never truncated). An
+  in-memory database has no other process: no lock.
 """
 
 from __future__ import annotations

@@ -866,8 +866,8 @@ def test_an_asset_parameter_outside_its_range_is_invalid(
 @pytest.mark.parametrize("moment", ["9999-12-31T00:00:00Z", "2200-01-01T00:00:00Z",
                                     "1999-12-31T23:59:59Z", "1970-01-01T00:00:00Z"])
 def test_a_time_outside_2000_to_2199_is_invalid(trading: Ledger, kind: str, moment: str) -> None:
-    """Before: a charge_interest dated 9999-12-31 charged mia 7,975 years of interest and made
-    every later command of her account out_of_order."""
+    """Before: a charge_interest dated 9999-12-31 charged interest up to 9999 and made
+    every later command of her account out_of_order (~7,974 years at 10 %)."""
     error = assert_rejected(trading, line(kind, at=moment), InvalidInputError, "invalid_input")
     assert "at must be from 2000-01-01T00:00:00Z and before 2200-01-01T00:00:00Z" in str(error)
 
