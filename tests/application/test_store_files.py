@@ -85,6 +85,7 @@ def test_a_new_sqlite_store_and_its_wal_are_private(tmp_path: Path) -> None:
                                       "asset": "USDT"}))
             siblings = [p for p in tmp_path.iterdir() if p.name.startswith("ledger.db")]
             assert path in siblings
+            assert {p.name for p in siblings} >= {"ledger.db-wal", "ledger.db-shm"}
             assert {p.name: mode(p) for p in siblings} == {p.name: 0o600 for p in siblings}
         finally:
             app.close()
