@@ -49,8 +49,10 @@ def open_ledger(url: str) -> Ledger:
     try:
         return Ledger(url)
     except Exception as error:  # noqa: BLE001 - any failure to reach the store is exit 2
-        click.echo(json.dumps({"error": "store_unavailable", "message": str(error)}),
-                   err=True)
+        from ledger.masking import mask_in
+
+        click.echo(json.dumps({"error": "store_unavailable",
+                               "message": mask_in(str(error), url)}), err=True)
         sys.exit(2)
 
 

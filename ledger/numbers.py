@@ -4,6 +4,48 @@ Money, prices, rates and quantities are `Decimal` with 34 significant digits (DE
 figures are never rounded; posted amounts are rounded once, by `round_paid` (up: the account pays
 a little more, the exchange is favoured) or `round_received` (down: the account receives a little
 less, the exchange is favoured), and the difference goes to `system:rounding`.
+
+Input bounds (issue 10). Every figure the ledger posts is quantised on the system side to 18
+places (`postings.SYSTEM_PLACES`) inside 34 significant digits, so a posted figure must stay
+below 10^16 (16 integer digits + 18 places = 34); a balance must stay exact in 34 digits. The
+commands therefore refuse (`invalid_input`, naming the field and the bound) any figure outside:
+
+| figure                                                          | range                 | places |
+|-----------------------------------------------------------------|-----------------------|--------|
+| amounts: deposit, withdraw, transfer, repay, set_spot_in_use    | (0, 10^15]            | ≤ 18   |
+| adjust_isolated_margin amount; a fill's fee (signed)            | |x| ≤ 10^15           | ≤ 18   |
+| free_amount, auto_exchange_threshold_usd, min_equity_usd, up_to | [0, 10^15]            | ≤ 18   |
+| qty (fill, order)                                               | (0, 10^12]            | ≤ 18   |
+| price (fill, order, mark_price, index_price)                    | [10^-12, 10^9]        | ≤ 12   |
+| contract_size                                                   | [10^-12, 10^6]        | ≤ 12   |
+| leverage, max_leverage                                          | [1, 1000]             | ≤ 18   |
+| taker/maker fee rates                                           | |r| ≤ 0.1             | ≤ 18   |
+| delivery_fee_rate                                               | [0, 0.1]              | ≤ 18   |
+| funding rate                                                    | |r| ≤ 1               | ≤ 18   |
+| interest annual_rate                                            | [0, 10]               | ≤ 18   |
+| ratio, mmr, borrow_*_rate, auto_exchange_discount, other rates  | [0, 1]                | ≤ 18   |
+| price shocks                                                    | (−1, 10]              | ≤ 18   |
+| extreme_factor, multiplier, imr_factor, levels                  | [0, 100]              | ≤ 18   |
+| `at` (UTC)                                                      | [2000-01-01, 2200-01-01)       |
+| account, id, asset, symbol (NFC, no Cc/Cf/Cs/Co/Cn, …)          | 1–128 characters               |
+
+Why these bounds (34 significant digits; the system side of a posting has 18 places):
+- an amount: 15 integer digits + 18 places = 33 significant digits, exact;
+- a balance: a sum of amounts; a posting that would take it beyond 34 exact digits is refused
+  by the account (`exact_sum`, `invalid_input`), never rounded. 100 deposits of 10^15 make
+  10^17, exact; in an 18-place asset, ten of 10^15 − 10^-18 are the most that stay exact;
+- a fill's notional: linear `qty × contract_size × price` ≤ 10^12 × 10^6 × 10^9 = 10^27,
+  inverse `qty × contract_size / price` ≤ 10^12 × 10^6 / 10^-12 = 10^30. Each factor is
+  bounded alone at entry (realistic ranges: 10^12 contracts of a meme coin, a contract of
+  10^6 units, a price of 10^9), but their product is not within 10^16, so a fill must also be
+  checked against MAX_NOTIONAL = 10^15 once its instrument is known
+  (`commands.notional_error`, a reference-data check the service makes): a fee is then at
+  most 10^15 × 0.1 = 10^14 and a funding payment at most 10^15 × a rate of 1 (at the fill's
+  price; a later mark moves it);
+- interest: debt × annual_rate (≤ 10) × years; `at` before 2200 and from 2000 keeps the years
+  ≤ 200 (the 9999-12-31 charge of the issue was ~7,974 years of interest: 7,980,295.78 USDT
+  on ~10,000);
+- rates, ratios and factors are ≤ 100, so a product with one of them grows by 2 digits at most.
 """
 
 from __future__ import annotations
@@ -15,6 +57,21 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 ZERO = Decimal(0)
 ONE = Decimal(1)
 PRECISION = 34
+
+MAX_AMOUNT = Decimal(10) ** 15
+"""Largest amount a command may carry (deposit, withdraw, transfer, fee, …)."""
+MAX_QTY = Decimal(10) ** 12
+"""Largest quantity in contracts of a fill or an order."""
+MAX_PRICE = Decimal(10) ** 9
+"""Largest price (fill, order, mark, index); the smallest is 10^-PRICE_PLACES."""
+PRICE_PLACES = 12
+MAX_CONTRACT_SIZE = Decimal(10) ** 6
+MAX_NOTIONAL = Decimal(10) ** 15
+"""Largest notional of one fill or order in its settle asset (checked with the instrument)."""
+MAX_PLACES = 18
+"""Most decimal places of an input figure (the largest asset precision)."""
+MAX_LEVERAGE = Decimal(1000)
+MIN_LEVERAGE = ONE
 
 _DECIMAL_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?\Z")  # ASCII digits only, as JSON
 
@@ -114,3 +171,20 @@ def to_str(value: Decimal) -> str:
 def opt_str(value: Decimal | None) -> str | None:
     """Print an optional decimal: None stays None (a `null` in the contract's JSON)."""
     return None if value is None else to_str(value)
+
+
+def exact_sum(left: Decimal, right: Decimal) -> Decimal | None:
+    """Return `left + right` when it is exact in 34 significant digits, else None.
+
+    Examples: 10^16 + 0.000000000000000001 needs 35 digits → None (the ledger context would
+    round it silently to 10^16); 9,999,999,999,999,999.999999999999999999 +
+    0.000000000000000001 = 10^16 exactly → 10^16.
+    """
+    try:
+        return _EXACT.add(left, right)
+    except decimal.Inexact:
+        return None
+
+
+_EXACT = context()
+_EXACT.traps[decimal.Inexact] = True  # not Rounded: dropping trailing zeros loses nothing

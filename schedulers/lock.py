@@ -14,7 +14,9 @@ story; when the active process dies, the lock dies with it and a waiting one tak
   the lock a moment after the client closes (the server ends the session asynchronously), so
   waiters poll rather than try once.
 - SQLite: `fcntl.flock` on `<database>.scheduler.lock`, next to the database file; the kernel
-  releases it when the process dies. An in-memory database has no other process: no lock.
+  releases it when the process dies. The file is opened without following a symlink and
+  created 0600 (a link planted at its name is refused, its target never truncated). An
+  in-memory database has no other process: no lock.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import stat
 import threading
 from pathlib import Path
 from typing import Any, Protocol
@@ -100,12 +103,20 @@ class FileLock:
     def try_acquire(self) -> bool:
         if self._fd is not None:
             return True
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        # O_NOFOLLOW: a symlink planted at the lock's name is refused (ELOOP), never followed
+        # to truncate or write its target; no O_TRUNC: the file is emptied only once locked,
+        # and only when it is a regular file of ours; 0600: only the owner reads the pid.
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(f"lock file {self.path} is not a regular file")
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             return False
+        except BaseException:
+            os.close(fd)
+            raise
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())  # for people: who holds it
         self._fd = fd

@@ -5,20 +5,54 @@ JSON number keeps its literal text and is read exactly ("0.1" stays 0.1, never a
 exponent, NaN or Infinity is refused. Shape errors (unknown type or field, a missing field, a
 malformed decimal or time, an amount that is not > 0) are `invalid_input`, checked here before
 anything reads the store (DESIGN 6.11 check order).
+
+Every figure has a documented range (the table in `ledger/numbers.py`): amounts (0, 10^15],
+quantities (0, 10^12], prices (0, 10^9] with at most 12 places, contract_size (0, 10^6],
+leverage [1, 1000], fee rates |r| ≤ 0.1, funding rates |r| ≤ 1, annual rates [0, 10], ratios
+[0, 1], `at` from 2000-01-01 and before 2200-01-01 UTC. Names (account, id, asset, symbol) are
+1–128 characters in NFC without control, format, surrogate, private-use or unassigned
+characters and without a leading combining mark: refused, never normalised. Messages are the
+ledger's own words and always name the field (`unknown field "foo"`, `missing field "qty"`,
+`side must be one of: buy, sell`, `qty must be a decimal string …`); echoed input is cut to
+SHOWN characters.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+import unicodedata
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from ledger.errors import InvalidInputError
-from ledger.numbers import PRECISION, ZERO, is_decimal_text
+from ledger.numbers import (
+    MAX_AMOUNT,
+    MAX_CONTRACT_SIZE,
+    MAX_LEVERAGE,
+    MAX_NOTIONAL,
+    MAX_PLACES,
+    MAX_PRICE,
+    MAX_QTY,
+    MIN_LEVERAGE,
+    ONE,
+    PRECISION,
+    PRICE_PLACES,
+    ZERO,
+    is_decimal_text,
+    significant_places,
+    to_str,
+)
 from ledger.times import parse_at
 
 _DIGITS = re.compile(r"[0-9]+\Z")
@@ -44,7 +78,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise ValueError(f"duplicate key {key!r}")
+            raise ValueError(f"duplicate key {shown(key)}")
         result[key] = value
     return result
 
@@ -60,74 +94,180 @@ def load_line(text: str) -> Any:
     )
 
 
-def _decimal(value: Any) -> Decimal:
+SHOWN = 200
+"""At most this many characters of an input are echoed in a message (a 75 MB line must not
+become 45 MB of stderr)."""
+
+
+def cut(text: str) -> str:
+    """Return `text` cut to SHOWN characters (with "…"): for a raw `type` or `id` echoed in a
+    rejection line (`feed._raw_identity`)."""
+    return text if len(text) <= SHOWN else text[:SHOWN] + "…"
+
+
+def shown(value: Any) -> str:
+    """Return `repr(value)` cut to SHOWN characters (with "…"), for echoing input in messages."""
+    text = value.text if isinstance(value, JsonNumber) else repr(value)
+    return text if len(text) <= SHOWN else text[:SHOWN] + "…"
+
+
+def _power(bound: Decimal) -> str:
+    """Print a bound as the docs do: 10^15 for a power of ten above 1000, else plainly."""
+    exponent = bound.normalize().as_tuple()
+    if bound >= 10_000 and exponent.digits == (1,):
+        return f"10^{exponent.exponent}"
+    return to_str(bound)
+
+
+def _decimal(value: Any, places: int = MAX_PLACES) -> Decimal:
     if isinstance(value, Decimal):
-        return value
-    text = value.text if isinstance(value, JsonNumber) else value
-    if not isinstance(text, str) or not is_decimal_text(text):
-        raise ValueError(f"not a decimal (-?digits[.digits]): {text!r}")
-    number = Decimal(text)
+        number = value
+    else:
+        text = value.text if isinstance(value, JsonNumber) else value
+        if not isinstance(text, str) or not is_decimal_text(text):
+            raise ValueError(f"must be a decimal string (-?digits[.digits]), not {shown(text)}")
+        number = Decimal(text)
+    if not number.is_finite():
+        raise ValueError("must be a finite decimal")
     if len(number.as_tuple().digits) > PRECISION:
-        raise ValueError(f"more than {PRECISION} significant digits: {text}")
+        raise ValueError(f"has more than {PRECISION} significant digits")
+    if significant_places(number) > places:
+        raise ValueError(f"must have at most {places} decimal places")
     return number
 
 
-def _positive(value: Any) -> Decimal:
-    number = _decimal(value)
-    if number <= ZERO:
-        raise ValueError(f"must be > 0: {number}")
-    return number
+def bounded(
+    low: Decimal | None,
+    high: Decimal,
+    *,
+    places: int = MAX_PLACES,
+    low_open: bool = False,
+    symmetric: bool = False,
+    non_zero: bool = False,
+) -> BeforeValidator:
+    """A decimal in [low, high] ((low, high] when `low_open`); |x| ≤ high when `symmetric`."""
 
+    def check(value: Any) -> Decimal:
+        number = _decimal(value, places)
+        if non_zero and number == ZERO:
+            raise ValueError("must not be 0")
+        if symmetric:
+            if abs(number) > high:
+                raise ValueError(f"must be between -{_power(high)} and {_power(high)}")
+            return number
+        assert low is not None
+        if low_open and number <= low:
+            raise ValueError(f"must be > {_power(low)}")
+        if number < low:
+            raise ValueError(f"must be ≥ {_power(low)}")
+        if number > high:
+            raise ValueError(f"must be at most {_power(high)}")
+        return number
 
-def _non_negative(value: Any) -> Decimal:
-    number = _decimal(value)
-    if number < ZERO:
-        raise ValueError(f"must be ≥ 0: {number}")
-    return number
-
-
-def _non_zero(value: Any) -> Decimal:
-    number = _decimal(value)
-    if number == ZERO:
-        raise ValueError("must not be 0")
-    return number
+    return BeforeValidator(check)
 
 
 def _integer(value: Any) -> int:
     if isinstance(value, bool):
-        raise ValueError("not an integer")
+        raise ValueError("must be an integer")
     if isinstance(value, int):
         return value
     text = value.text if isinstance(value, JsonNumber) else value
-    if not isinstance(text, str) or not _DIGITS.match(text):
-        raise ValueError(f"not a non-negative integer: {text!r}")
+    if not isinstance(text, str) or not _DIGITS.match(text) or len(text) > 4:
+        raise ValueError(f"must be a non-negative integer (at most 4 digits), not {shown(text)}")
     return int(text)
+
+
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+"""The first business time the ledger accepts (`at`, `expiry`)."""
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+"""Business times must be before this (200 years from EARLIEST bound interest and catch-up)."""
 
 
 def _time(value: Any) -> datetime:
     if isinstance(value, datetime):
-        return value
-    if not isinstance(value, str):
-        raise ValueError("a time must be an RFC 3339 string")
-    return parse_at(value)
+        moment = value
+    elif not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 time string")
+    else:
+        try:
+            moment = parse_at(value if len(value) <= 64 else value[:64] + "…")
+        except ValueError:
+            raise ValueError(f"must be an RFC 3339 time with a zone, not {shown(value)}") from None
+    if not EARLIEST <= moment < LATEST:
+        raise ValueError("must be from 2000-01-01T00:00:00Z and before 2200-01-01T00:00:00Z")
+    return moment
+
+
+MAX_ITEMS = 100
+"""Most items of a list field (tiers, bands, shocks)."""
+
+MAX_NAME = 128
+"""Longest account name, id, asset or symbol."""
+
+_REFUSED_CATEGORIES = {
+    "Cc": "a control character",
+    "Cf": "a format character (zero-width, direction override, …)",
+    "Cs": "a lone surrogate",
+    "Co": "a private-use character",
+    "Cn": "an unassigned code point",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+}
 
 
 def _name(value: Any) -> str:
+    """Names (account, id, asset, symbol) are refused, never normalised, outside the safe set:
+    1 to 128 characters, NFC, no control, format, surrogate, private-use, unassigned or line
+    separator character, no space at either end, no combining mark first."""
     if not isinstance(value, str) or not value.strip():
         raise ValueError("must be a non-empty string")
+    if len(value) > MAX_NAME:
+        raise ValueError(f"must be at most {MAX_NAME} characters")
     if value != value.strip():
         raise ValueError("must not start or end with spaces")
-    if any(ord(char) < 32 or 0xD800 <= ord(char) <= 0xDFFF for char in value):
-        raise ValueError("must hold no control characters or lone surrogates")
-    if len(value) > 200:
-        raise ValueError("must be at most 200 characters")
+    for char in value:
+        category = unicodedata.category(char)
+        if category in _REFUSED_CATEGORIES:
+            raise ValueError(f"must not hold {_REFUSED_CATEGORIES[category]} (U+{ord(char):04X})")
+    if unicodedata.category(value[0]).startswith("M"):
+        raise ValueError(f"must not start with a combining mark (U+{ord(value[0]):04X})")
+    if not unicodedata.is_normalized("NFC", value):
+        raise ValueError("must be in Unicode normal form NFC")
     return value
 
 
-Dec = Annotated[Decimal, BeforeValidator(_decimal)]
-Positive = Annotated[Decimal, BeforeValidator(_positive)]
-NonNegative = Annotated[Decimal, BeforeValidator(_non_negative)]
-NonZero = Annotated[Decimal, BeforeValidator(_non_zero)]
+def _amount(*, signed: bool = False, non_zero: bool = False) -> BeforeValidator:
+    if signed:
+        return bounded(None, MAX_AMOUNT, symmetric=True, non_zero=non_zero)
+    return bounded(ZERO, MAX_AMOUNT, low_open=True)
+
+
+HUNDRED = Decimal(100)
+TEN = Decimal(10)
+
+Amount = Annotated[Decimal, _amount()]
+"""Money a command moves: (0, 10^15], at most 18 places."""
+SignedAmount = Annotated[Decimal, _amount(signed=True)]
+NonZeroAmount = Annotated[Decimal, _amount(signed=True, non_zero=True)]
+Limit = Annotated[Decimal, bounded(ZERO, MAX_AMOUNT)]
+"""A money threshold or tier bound: [0, 10^15]."""
+PositiveLimit = Annotated[Decimal, bounded(ZERO, MAX_AMOUNT, low_open=True)]
+Qty = Annotated[Decimal, bounded(ZERO, MAX_QTY, low_open=True)]
+Price = Annotated[Decimal, bounded(ZERO, MAX_PRICE, low_open=True, places=PRICE_PLACES)]
+ContractSize = Annotated[
+    Decimal, bounded(ZERO, MAX_CONTRACT_SIZE, low_open=True, places=PRICE_PLACES)]
+Leverage = Annotated[Decimal, bounded(MIN_LEVERAGE, MAX_LEVERAGE)]
+FeeRate = Annotated[Decimal, bounded(None, Decimal("0.1"), symmetric=True)]
+DeliveryFeeRate = Annotated[Decimal, bounded(ZERO, Decimal("0.1"))]
+FundingRate = Annotated[Decimal, bounded(None, ONE, symmetric=True)]
+AnnualRate = Annotated[Decimal, bounded(ZERO, TEN)]
+Fraction = Annotated[Decimal, bounded(ZERO, ONE)]
+"""A ratio or rate in [0, 1] (collateral ratio, mmr, borrow rates, basis rates)."""
+PositiveFraction = Annotated[Decimal, bounded(ZERO, ONE, low_open=True)]
+Shock = Annotated[Decimal, bounded(-ONE, TEN, low_open=True)]
+Factor = Annotated[Decimal, bounded(ZERO, HUNDRED)]
+"""A multiplier or level in [0, 100] (extreme_factor, multiplier, imr_factor, levels)."""
 Int = Annotated[int, BeforeValidator(_integer)]
 At = Annotated[datetime, BeforeValidator(_time)]
 Name = Annotated[str, BeforeValidator(_name)]
@@ -154,19 +294,13 @@ class Part(BaseModel):
 
 
 class CollateralTierIn(Part):
-    up_to: Positive | None
-    ratio: NonNegative
-
-    @model_validator(mode="after")
-    def _ratio_at_most_one(self) -> CollateralTierIn:
-        if self.ratio > 1:
-            raise ValueError("a collateral ratio is at most 1")
-        return self
+    up_to: PositiveLimit | None
+    ratio: Fraction
 
 
 class InterestIn(Part):
-    annual_rate: NonNegative
-    free_amount: NonNegative = ZERO
+    annual_rate: AnnualRate
+    free_amount: Limit = ZERO
     free_mode: Literal["excess", "full"] = "excess"
 
 
@@ -182,13 +316,13 @@ class AssetCmd(Command):
     TYPE = "asset"
     asset: Name
     precision: Int = 8
-    collateral_tiers: list[CollateralTierIn] | None = None
+    collateral_tiers: Annotated[list[CollateralTierIn], Field(max_length=MAX_ITEMS)] | None = None
     tier_basis: Literal["quantity", "usd_value"] = "quantity"
     interest: InterestIn | None = None
-    auto_exchange_threshold_usd: NonNegative | None = None
-    auto_exchange_discount: Positive | None = None
-    borrow_mmr_rate: NonNegative = Decimal("0.02")
-    borrow_imr_rate: NonNegative = Decimal("0.1")
+    auto_exchange_threshold_usd: Limit | None = None
+    auto_exchange_discount: PositiveFraction | None = None
+    borrow_mmr_rate: Fraction = Decimal("0.02")
+    borrow_imr_rate: Fraction = Decimal("0.1")
 
     @model_validator(mode="after")
     def _check(self) -> AssetCmd:
@@ -196,16 +330,14 @@ class AssetCmd(Command):
             raise ValueError("precision must be between 0 and 18")
         if self.collateral_tiers:
             _check_bounds([t.up_to for t in self.collateral_tiers], "collateral tier")
-        if self.auto_exchange_discount is not None and self.auto_exchange_discount > 1:
-            raise ValueError("auto_exchange_discount must be in (0, 1]")
         return self
 
 
 class RiskTierIn(Part):
-    up_to: Positive | None
-    mmr: NonNegative
-    max_leverage: Positive
-    deduction: NonNegative | None = None
+    up_to: PositiveLimit | None
+    mmr: Fraction
+    max_leverage: Leverage
+    deduction: Limit | None = None
 
     @model_validator(mode="after")
     def _mmr_below_one(self) -> RiskTierIn:
@@ -220,17 +352,17 @@ class InstrumentCmd(Command):
     kind: Literal["linear_perpetual", "inverse_perpetual", "linear_future"]
     base: Name
     settle: Name
-    contract_size: Positive
-    risk_tiers: list[RiskTierIn]
+    contract_size: ContractSize
+    risk_tiers: Annotated[list[RiskTierIn], Field(max_length=MAX_ITEMS)]
     mm_basis: Literal["mark", "entry"] = "mark"
-    taker_fee_rate: Dec = ZERO
-    maker_fee_rate: Dec = ZERO
+    taker_fee_rate: FeeRate = ZERO
+    maker_fee_rate: FeeRate = ZERO
     close_fee_in_mm: bool = False
     session_settlement: bool = False
     funding_interval_hours: Int | None = None
     auto_add_amount: Literal["maintenance", "initial"] = "maintenance"
     expiry: At | None = None
-    delivery_fee_rate: NonNegative | None = None
+    delivery_fee_rate: DeliveryFeeRate | None = None
 
     @model_validator(mode="after")
     def _check(self) -> InstrumentCmd:
@@ -258,43 +390,43 @@ class InstrumentCmd(Command):
 class MarkPriceCmd(Command):
     TYPE = "mark_price"
     symbol: Name
-    price: Positive
+    price: Price
 
 
 class IndexPriceCmd(Command):
     TYPE = "index_price"
     asset: Name
-    price: Positive
+    price: Price
 
 
 class FundingRateCmd(Command):
     TYPE = "funding_rate"
     symbol: Name
-    rate: Dec
+    rate: FundingRate
 
 
 class MultiplierTierIn(Part):
-    up_to: Positive | None
-    multiplier: NonNegative
+    up_to: PositiveLimit | None
+    multiplier: Factor
 
 
 class RateBandIn(Part):
-    up_to: Positive | None
-    rate: NonNegative
+    up_to: PositiveLimit | None
+    rate: Fraction
 
 
 class RiskUnitCmd(Command):
     TYPE = "risk_unit"
     asset: Name
-    price_shocks: list[Dec] | None = None
-    extreme_shocks: list[Dec] | None = None
-    extreme_factor: NonNegative | None = None
-    basis_rate: NonNegative | None = None
-    basis_annual_rate: NonNegative | None = None
-    spot_basis_rate: NonNegative | None = None
-    min_charge_rate: NonNegative | None = None
-    min_charge_tiers: list[MultiplierTierIn] | None = None
-    depeg_bands: list[RateBandIn] | None = None
+    price_shocks: Annotated[list[Shock], Field(max_length=MAX_ITEMS)] | None = None
+    extreme_shocks: Annotated[list[Shock], Field(max_length=MAX_ITEMS)] | None = None
+    extreme_factor: Factor | None = None
+    basis_rate: Fraction | None = None
+    basis_annual_rate: AnnualRate | None = None
+    spot_basis_rate: Fraction | None = None
+    min_charge_rate: Fraction | None = None
+    min_charge_tiers: Annotated[list[MultiplierTierIn], Field(max_length=MAX_ITEMS)] | None = None
+    depeg_bands: Annotated[list[RateBandIn], Field(max_length=MAX_ITEMS)] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> RiskUnitCmd:
@@ -302,8 +434,6 @@ class RiskUnitCmd(Command):
             if shocks is not None:
                 if not shocks:
                     raise ValueError("a shock list must not be empty")
-                if any(s <= -1 for s in shocks):
-                    raise ValueError("a shock must be above −100 %")
         if self.min_charge_tiers is not None:
             _check_bounds([t.up_to for t in self.min_charge_tiers], "min charge tier")
         if self.depeg_bands is not None:
@@ -313,10 +443,10 @@ class RiskUnitCmd(Command):
 
 class PortfolioMarginCmd(Command):
     TYPE = "portfolio_margin"
-    min_equity_usd: NonNegative = Decimal("10000")
-    imr_factor: Dec = Decimal("1.3")
-    liquidation_level: Dec = Decimal("1")
-    target_level: Dec = Decimal("1.1")
+    min_equity_usd: Limit = Decimal("10000")
+    imr_factor: Factor = Decimal("1.3")
+    liquidation_level: Factor = Decimal("1")
+    target_level: Factor = Decimal("1.1")
 
     @model_validator(mode="after")
     def _check(self) -> PortfolioMarginCmd:
@@ -355,7 +485,7 @@ class DepositCmd(Command):
     id: Name
     account: Name
     asset: Name
-    amount: Positive
+    amount: Amount
 
 
 class WithdrawCmd(Command):
@@ -363,7 +493,7 @@ class WithdrawCmd(Command):
     id: Name
     account: Name
     asset: Name
-    amount: Positive
+    amount: Amount
 
 
 class TransferCmd(Command):
@@ -372,7 +502,7 @@ class TransferCmd(Command):
     from_: Name
     to: Name
     asset: Name
-    amount: Positive
+    amount: Amount
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True, populate_by_name=False)
 
@@ -383,7 +513,7 @@ class TransferCmd(Command):
             data = dict(data)
             data["from_"] = data.pop("from")
         elif isinstance(data, dict) and "from_" in data:
-            raise ValueError("unknown field from_")
+            raise ValueError('unknown field "from_"')
         return data
 
     @model_validator(mode="after")
@@ -399,18 +529,18 @@ class FillCmd(Command):
     account: Name
     symbol: Name
     side: Literal["buy", "sell"]
-    qty: Positive
-    price: Positive
+    qty: Qty
+    price: Price
     liquidity: Literal["taker", "maker"] = "taker"
-    fee: Dec | None = None
+    fee: SignedAmount | None = None
     margin_type: Literal["cross", "isolated"] = "cross"
-    leverage: Positive | None = None
+    leverage: Leverage | None = None
     liquidation: bool = False
 
 
 class OrderIn(Part):
-    qty: Positive
-    price: Positive
+    qty: Qty
+    price: Price
 
 
 class OpenOrdersCmd(Command):
@@ -426,7 +556,7 @@ class AdjustIsolatedMarginCmd(Command):
     id: Name
     account: Name
     symbol: Name
-    amount: NonZero
+    amount: NonZeroAmount
 
 
 class SetAutoAddMarginCmd(Command):
@@ -440,7 +570,7 @@ class SetLeverageCmd(Command):
     TYPE = "set_leverage"
     account: Name
     symbol: Name
-    leverage: Positive
+    leverage: Leverage
 
 
 class RepayCmd(Command):
@@ -448,7 +578,7 @@ class RepayCmd(Command):
     id: Name
     account: Name
     asset: Name
-    amount: Positive
+    amount: Amount
     with_asset: Name
 
 
@@ -456,7 +586,7 @@ class SetSpotInUseCmd(Command):
     TYPE = "set_spot_in_use"
     account: Name
     asset: Name
-    amount: NonNegative | None
+    amount: Limit | None
 
 
 # ----------------------------------------------------------------------------- periodic
@@ -501,20 +631,68 @@ def parse_command(data: Any) -> Command:
     kind = data.get("type")
     model = COMMANDS.get(kind) if isinstance(kind, str) else None
     if model is None:
-        raise InvalidInputError(f"unknown command type {kind!r}")
+        if "type" not in data:
+            raise InvalidInputError('missing field "type"')
+        raise InvalidInputError(f"unknown command type {shown(kind)}")
     try:
         return model.model_validate(data)
     except ValidationError as error:
         raise InvalidInputError(_describe(error)) from None
 
 
+def _path(loc: tuple[Any, ...]) -> str:
+    """Print an error location as the feed writes it: `risk_tiers[0].mmr`, `from`."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            name = "from" if part == "from_" else str(part)
+            text += f".{name}" if text else name
+    return text if len(text) <= SHOWN else text[:SHOWN] + "…"
+
+
+def _choices(expected: str) -> str:
+    """"'buy' or 'sell'" (pydantic's wording) → "buy, sell"."""
+    return ", ".join(re.findall(r"'([^']*)'", expected)) or expected
+
+
+_TYPE_WORDS = {
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "string_type": "must be a string",
+    "list_type": "must be a list",
+    "model_type": "must be an object",
+    "model_attributes_type": "must be an object",
+    "dict_type": "must be an object",
+    "none_required": "must be null",
+}
+
+
+def describe_error(item: Any) -> str:
+    """Say one pydantic error in the ledger's words, naming the field (issue 13)."""
+    kind = item.get("type", "")
+    where = _path(tuple(item.get("loc", ())))
+    context = item.get("ctx") or {}
+    if kind == "extra_forbidden":
+        return f'unknown field "{where}"'
+    if kind == "missing":
+        return f'missing field "{where}"'
+    if kind == "literal_error":
+        return f"{where} must be one of: {_choices(str(context.get('expected', '')))}"
+    if kind == "too_long":
+        return f"{where} must hold at most {context.get('max_length')} items"
+    if kind in _TYPE_WORDS:
+        return f"{where} {_TYPE_WORDS[kind]}"
+    if kind in ("value_error", "assertion_error"):
+        message = str(item.get("msg", "")).removeprefix("Value error, ")
+        message = message.removeprefix("Assertion failed, ")
+        return f"{where} {message}" if where else message
+    return f"{where} is not valid" if where else "the command is not valid"
+
+
 def _describe(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors()[:3]:
-        where = ".".join(str(part) for part in item["loc"]).replace("from_", "from")
-        message = item["msg"].removeprefix("Value error, ")
-        parts.append(f"{where}: {message}" if where else message)
-    return "; ".join(parts)
+    return "; ".join(describe_error(item) for item in error.errors()[:3])
 
 
 def parse_line(text: str) -> Command:
@@ -522,26 +700,87 @@ def parse_line(text: str) -> Command:
     try:
         data = load_line(text)
     except (ValueError, RecursionError) as error:
-        raise InvalidInputError(f"not a JSON object: {error}") from None
+        message = str(error)
+        if len(message) > SHOWN:
+            message = message[:SHOWN] + "…"
+        raise InvalidInputError(f"not a JSON object: {message}") from None
     return parse_command(data)
+
+
+# ----------------------------------------------------------------------------- keys
+
+KEY_SEPARATOR = "|"
+"""Between a key's command type and the rest: the types hold no `|`, so `type|` is a stable
+prefix per type (`ledger_commands` is searched by it: `check_margin|@`)."""
+
+
+def _parts(*parts: str) -> str:
+    """Encode user text injectively: a JSON array (`["a|b","c"]` ≠ `["a","b|c"]`)."""
+    return json.dumps(list(parts), ensure_ascii=False, separators=(",", ":"))
 
 
 def idempotency_key(command: Command) -> str | None:
     """Return the idempotency key of a money command: (type, account — `from` for a transfer,
-    id); periodic commands are keyed by their `at`; other commands have none."""
+    id); periodic commands are keyed by their `at`; other commands have none.
+
+    Encoding (injective, one stable prefix per type):
+    - money commands: `deposit|["alice","d1"]` — account and id as a JSON array, so names
+      holding `|` cannot collide (`a|b`+`c` and `a`+`b|c` were both `deposit|a|b|c`);
+    - periodic commands: `check_margin|@2025-01-01T08:00:00+00:00` (no user text; unchanged,
+      so `command_times("check_margin|@")` still finds them);
+    - `repeat_key`: `mark_price|@<at>|<digest>` (no user text; unchanged).
+    Stores written before revision 0004 held `deposit|alice|d1`; 0004 rewrites them.
+    """
     if isinstance(command, TransferCmd):
-        return f"transfer|{command.from_}|{command.id}"
+        return f"transfer{KEY_SEPARATOR}{_parts(command.from_, command.id)}"
     if isinstance(command, PeriodicCmd):
-        return f"{command.type}|@{command.at.isoformat()}"
+        return periodic_prefix(command.type) + command.at.isoformat()
     identifier = getattr(command, "id", None)
     account = getattr(command, "account", None)
     if identifier is None or account is None:
         return None
-    return f"{command.type}|{account}|{identifier}"
+    return f"{command.type}{KEY_SEPARATOR}{_parts(account, identifier)}"
+
+
+def periodic_prefix(kind: str) -> str:
+    """Return the key prefix of every periodic command of a type (`check_margin|@`)."""
+    return f"{kind}{KEY_SEPARATOR}@"
 
 
 def repeat_key(command: Command, digest: str) -> str:
     """Return the key that recognises a repeat of a command without an id (reference data,
     settings): the same type, `at` and content. A feed re-run after a crash is then
     acknowledged line by line instead of recording prices or settings twice."""
-    return f"{command.type}|@{command.at.isoformat()}|{digest}"
+    return f"{command.type}{KEY_SEPARATOR}@{command.at.isoformat()}{KEY_SEPARATOR}{digest}"
+
+
+# ----------------------------------------------------------------------------- helpers for
+# checks that need reference data (the service calls them; DESIGN 6.11 check order)
+
+
+def notional_error(
+    qty: Decimal, contract_size: Decimal, price: Decimal, *, inverse: bool, field: str = "qty"
+) -> str | None:
+    """Return why a fill, a position or an order is too large once its instrument is known,
+    or None (call with `terms.is_inverse`).
+
+    Linear: `qty × contract_size × price`; inverse: `qty × contract_size / price` (in coin).
+    Each factor is bounded at entry, the product is not: 10^12 × 10^6 × 10^9 = 10^27 would post
+    fees and PnL beyond the 34 digits the ledger carries (numbers.py). Example: 10 contracts of
+    0.0001 BTC at 30,000 = 30 USDT → None; 10^12 at 10^6 × 10^9 → a message.
+    """
+    size = qty * contract_size
+    notional = size / price if inverse else size * price
+    if notional > MAX_NOTIONAL:
+        operator = "/" if inverse else "×"
+        return (f"{field}: the notional {field} × contract_size {operator} price is "
+                f"{to_str(notional) if notional < 10**40 else 'above 10^40'}; it must be at most "
+                f"{_power(MAX_NOTIONAL)}")
+    return None
+
+
+def differing_fields(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Return the fields whose parsed values differ between two contents (`Command.content()`),
+    sorted; nested values are compared whole. For an `id_conflict` message:
+    `id 'd1' was used by a different command (amount differs)`."""
+    return sorted(key for key in old.keys() | new.keys() if old.get(key) != new.get(key))

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
     from sqlalchemy import Engine
 
-HEAD = "0003"
+HEAD = "0004"
 """The head revision this code expects (a test checks it against the scripts)."""
 
 LEGACY_REVISION = "0001"
@@ -48,7 +48,10 @@ def sqlalchemy_url(url: str) -> str:
     for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix):]
-    raise ValueError(f"unsupported database URL: {url!r} (sqlite:///FILE or postgresql://…)")
+    from ledger.masking import mask_url
+
+    raise ValueError(f"unsupported database URL: {mask_url(url)!r}"
+                     " (sqlite:///FILE or postgresql://…)")
 
 
 def create_engine(url: str, *, write: bool = False, **kwargs: Any) -> Engine:
@@ -65,6 +68,9 @@ def create_engine(url: str, *, write: bool = False, **kwargs: Any) -> Engine:
     target = sqlalchemy_url(url)
     if not target.startswith("sqlite:"):
         return sqlalchemy.create_engine(target, pool_pre_ping=True, **kwargs)
+    from ledger.application.store import create_private_file, sqlite_path
+
+    create_private_file(sqlite_path(url))  # before SQLite creates it world-readable
     engine = sqlalchemy.create_engine(target, connect_args={"timeout": 30}, **kwargs)
     begin = "BEGIN IMMEDIATE" if write else "BEGIN"
 

@@ -20,6 +20,7 @@ gap-free (LIBRARY-NOTES).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,8 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+
+from ledger.masking import mask_url
 
 SIDE_TABLES = (
     "CREATE TABLE IF NOT EXISTS ledger_commands ("
@@ -248,6 +251,22 @@ def sqlite_path(url: str) -> str:
     return path[1:] if path.startswith("/") else path
 
 
+def create_private_file(path: str) -> bool:
+    """Create the SQLite store file readable by its owner only (0600) if it does not exist;
+    return whether it was created. SQLite gives its -wal, -shm and -journal files the mode of
+    the database file, so they are private too. An existing file is left as it is."""
+    if path in ("", ":memory:") or path.startswith("file:"):
+        return False
+    if os.path.islink(path):
+        path = os.path.realpath(path)  # a link the operator made: the store is its target
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return False
+    os.close(descriptor)
+    return True
+
+
 def environment(url: str) -> dict[str, str]:
     """Return the eventsourcing environment for a database URL (SQLite or PostgreSQL)."""
     env = {"IS_SNAPSHOTTING_ENABLED": "y"}
@@ -276,4 +295,5 @@ def environment(url: str) -> dict[str, str]:
                 "ledger.application.pgstore:LedgerPostgresRecorder",
         })
         return env
-    raise ValueError(f"unsupported database URL: {url!r} (sqlite:///FILE or postgresql://…)")
+    raise ValueError(f"unsupported database URL: {mask_url(url)!r}"
+                     " (sqlite:///FILE or postgresql://…)")

@@ -47,7 +47,7 @@ from ledger.errors import (
     NotAllowedInModeError,
     OutOfOrderError,
 )
-from ledger.numbers import ZERO, round_paid, to_str
+from ledger.numbers import PRECISION, ZERO, exact_sum, round_paid, to_str
 from ledger.rules import margin as rules
 from ledger.rules.funding import funding_change, session_settlement_change
 from ledger.rules.liquidation import auto_top_up_amount, isolated_liquidation_price
@@ -116,8 +116,29 @@ class Account(Aggregate):
         stored event will hold, defaults included)."""
         name = event_class.__name__
         complete = {**_defaults(event_class), **fields}
+        if complete.get("postings"):
+            self._require_exact_balances(complete["postings"])
         digest = chain_hash(self.last_hash, name, self.version + 1, complete)
         self.trigger_event(event_class, hash=digest, **complete)
+
+    def _require_exact_balances(self, postings: Sequence[Posting]) -> None:
+        """Refuse (`invalid_input`) postings that would take a balance beyond the 34 digits
+        the ledger carries: the ledger's context would round the balance silently while the
+        postings stay exact, and the books would no longer sum to zero (issue 10).
+
+        Example: 10^16 + 0.000000000000000001 needs 35 significant digits → refused.
+        """
+        balances = dict(self.balances)
+        for posting in postings:
+            if posting.account != self.name:
+                continue
+            total = exact_sum(balances.get(posting.asset, ZERO), posting.amount)
+            if total is None:
+                raise InvalidInputError(
+                    f"{self.name}: the {posting.asset} balance would need more than "
+                    f"{PRECISION} significant digits ({to_str(balances.get(posting.asset, ZERO))}"
+                    f" + {to_str(posting.amount)})")
+            balances[posting.asset] = total
 
     # ------------------------------------------------------------------ reading
 

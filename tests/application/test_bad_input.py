@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -766,6 +767,253 @@ def test_opening_an_existing_account_in_another_mode_is_account_exists(ledger: L
 
 def test_opening_an_existing_account_in_the_same_mode_is_acknowledged(ledger: Ledger) -> None:
     assert_acknowledged(ledger, line("open_account", account="alice"))
+
+
+# ----------------------------------------------------------------------------- bounds (issue 10)
+# Every figure has a documented range (ledger/numbers.py); outside it a command is
+# invalid_input naming the field and the bound, before it can overflow the 34 digits the
+# ledger carries (before: a price of 1e30 raised decimal.InvalidOperation, exit 3).
+
+HUGE_INSTRUMENT = {**TEMPLATES["instrument"], "symbol": "BTCUSDT"}  # a re-send of BTCUSDT
+
+OUT_OF_BOUNDS = [
+    # (template, field, value, words the message must hold)
+    ("fill", "price", "1000000000000000000000000000000", "price must be at most 10^9"),
+    ("fill", "price", "1000000000.000000001", "price must be at most 10^9"),
+    ("fill", "price", "0.0000000000001", "price must have at most 12 decimal places"),
+    ("fill", "qty", "1234567890123456789012345678901234", "qty must be at most 10^12"),
+    ("fill", "qty", "1000000000001", "qty must be at most 10^12"),
+    ("fill", "qty", "0.0000000000000000001", "qty must have at most 18 decimal places"),
+    ("fill", "leverage", "0.0000000000000000001", "leverage must have at most 18 decimal"),
+    ("fill", "leverage", "0.5", "leverage must be ≥ 1"),
+    ("fill", "leverage", "1000.5", "leverage must be at most 1000"),
+    ("fill", "fee", "1000000000000001", "fee must be between -10^15 and 10^15"),
+    ("fill", "fee", "-1000000000000001", "fee must be between -10^15 and 10^15"),
+    ("set_leverage", "leverage", "0.99", "leverage must be ≥ 1"),
+    ("deposit", "amount", "1000000000000000.00000001", "amount must be at most 10^15"),
+    ("withdraw", "amount", "1000000000000001", "amount must be at most 10^15"),
+    ("transfer", "amount", "99999999999999999999", "amount must be at most 10^15"),
+    ("mark_price", "price", "1000000001", "price must be at most 10^9"),
+    ("index_price", "price", "10000000000", "price must be at most 10^9"),
+    ("funding_rate", "rate", "1.0001", "rate must be between -1 and 1"),
+    ("funding_rate", "rate", "-2", "rate must be between -1 and 1"),
+    ("instrument", "contract_size", "1000000000000000000000000000000",
+     "contract_size must be at most 10^6"),
+    ("instrument", "contract_size", "1000000.1", "contract_size must be at most 10^6"),
+    ("instrument", "taker_fee_rate", "0.11", "taker_fee_rate must be between -0.1 and 0.1"),
+    ("instrument", "maker_fee_rate", "-0.5", "maker_fee_rate must be between -0.1 and 0.1"),
+    ("open_orders", "buy", {"qty": "1", "price": "2000000000"}, "buy.price must be at most 10^9"),
+    ("open_orders", "sell", {"qty": "10000000000000", "price": "1"},
+     "sell.qty must be at most 10^12"),
+]
+
+
+@pytest.mark.parametrize(("kind", "field", "value", "words"), OUT_OF_BOUNDS)
+def test_a_figure_outside_its_documented_range_is_invalid(
+    ledger: Ledger, kind: str, field: str, value: Any, words: str
+) -> None:
+    error = assert_rejected(ledger, line(kind, **{field: value}), InvalidInputError,
+                            "invalid_input")
+    assert words in str(error)
+
+
+def test_a_re_sent_instrument_with_a_huge_contract_size_changes_nothing(trading: Ledger) -> None:
+    """Before: accepted, and every later charge_interest failed."""
+    text = json.dumps({**HUGE_INSTRUMENT, "contract_size": "1000000000000000000000000000000"})
+    error = assert_rejected(trading, text, InvalidInputError, "invalid_input")
+    assert "contract_size" in str(error)
+
+
+@pytest.mark.parametrize(("changes", "words"), [
+    ({"risk_tiers": [{"up_to": None, "mmr": "0.004", "max_leverage": "1001"}]},
+     "risk_tiers[0].max_leverage must be at most 1000"),
+    ({"risk_tiers": [{"up_to": "1000000000000001", "mmr": "0.004", "max_leverage": "10"}]},
+     "risk_tiers[0].up_to must be at most 10^15"),
+    ({"risk_tiers": [{"up_to": None, "mmr": "1.5", "max_leverage": "10"}]},
+     "risk_tiers[0].mmr must be at most 1"),
+    ({"delivery_fee_rate": "0.2", "kind": "linear_future", "expiry": "2025-03-28T08:00:00Z"},
+     "delivery_fee_rate must be at most 0.1"),
+    ({"kind": "linear_future", "expiry": "2300-01-01T00:00:00Z"}, "expiry must be from 2000"),
+])
+def test_an_instrument_parameter_outside_its_range_is_invalid(
+    ledger: Ledger, changes: dict[str, Any], words: str
+) -> None:
+    error = assert_rejected(ledger, line("instrument", **changes), InvalidInputError,
+                            "invalid_input")
+    assert words in str(error)
+
+
+@pytest.mark.parametrize(("changes", "words"), [
+    ({"interest": {"annual_rate": "10.01"}}, "interest.annual_rate must be at most 10"),
+    ({"interest": {"annual_rate": "0.1", "free_amount": "1000000000000001"}},
+     "interest.free_amount must be at most 10^15"),
+    ({"collateral_tiers": [{"up_to": None, "ratio": "1.01"}]},
+     "collateral_tiers[0].ratio must be at most 1"),
+    ({"auto_exchange_threshold_usd": "1000000000000001"},
+     "auto_exchange_threshold_usd must be at most 10^15"),
+    ({"auto_exchange_discount": "1.5"}, "auto_exchange_discount must be at most 1"),
+    ({"borrow_mmr_rate": "2"}, "borrow_mmr_rate must be at most 1"),
+    ({"precision": "99999999999999999999"}, "precision must be a non-negative integer"),
+])
+def test_an_asset_parameter_outside_its_range_is_invalid(
+    ledger: Ledger, changes: dict[str, Any], words: str
+) -> None:
+    error = assert_rejected(ledger, line("asset", **changes), InvalidInputError, "invalid_input")
+    assert words in str(error)
+
+
+@pytest.mark.parametrize("kind", ["charge_interest", "check_margin", "settle_funding", "deposit"])
+@pytest.mark.parametrize("moment", ["9999-12-31T00:00:00Z", "2200-01-01T00:00:00Z",
+                                    "1999-12-31T23:59:59Z", "1970-01-01T00:00:00Z"])
+def test_a_time_outside_2000_to_2199_is_invalid(trading: Ledger, kind: str, moment: str) -> None:
+    """Before: a charge_interest dated 9999-12-31 charged interest up to 9999 and made
+    every later command of her account out_of_order (~7,974 years at 10 %)."""
+    error = assert_rejected(trading, line(kind, at=moment), InvalidInputError, "invalid_input")
+    assert "at must be from 2000-01-01T00:00:00Z and before 2200-01-01T00:00:00Z" in str(error)
+
+
+def test_the_edges_of_the_time_range_are_accepted() -> None:
+    """A control (shape only: the market is at 2025, so these would be out of order there)."""
+    assert parse_line(line("deposit", at="2000-01-01T00:00:00Z")).at.year == 2000
+    assert parse_line(line("deposit", at="2199-12-31T23:59:59.999999Z")).at.year == 2199
+
+
+@pytest.mark.parametrize(("kind", "field", "value"), [
+    ("deposit", "amount", "1000000000000000"), ("fill", "qty", "1000000000000"),
+    ("mark_price", "price", "1000000000"), ("mark_price", "price", "0.000000000001"),
+    ("funding_rate", "rate", "-1"), ("set_leverage", "leverage", "1"),
+    ("instrument", "contract_size", "1000000"), ("instrument", "taker_fee_rate", "-0.1"),
+])
+def test_a_figure_at_the_edge_of_its_range_parses(kind: str, field: str, value: str) -> None:
+    """Controls: the bounds are inclusive where the table says so."""
+    command = parse_line(line(kind, **{field: value}))
+    assert getattr(command, field) == Decimal(value)
+
+
+# ----------------------------------------------------------------------------- balances stay exact
+
+WEI = {"type": "asset", "at": AT, "asset": "WEI", "precision": 18}
+LARGEST = "999999999999999.999999999999999999"  # 10^15 − 10^-18: 33 significant digits
+
+
+def test_the_largest_amounts_deposited_many_times_stay_exact(ledger: Ledger) -> None:
+    """100 deposits of 10^15 USDT: 10^17 exactly (integers never reach 34 digits)."""
+    for n in range(100):
+        assert send(ledger, line("deposit", id=f"big{n}", account="bob",
+                                 amount="1000000000000000")) == APPLIED
+    assert balance(ledger, "bob", "USDT") == "100000000000001000"  # 10^17 + the 1,000 held
+
+
+def test_a_deposit_that_would_round_the_balance_is_invalid_not_rounded(ledger: Ledger) -> None:
+    """WEI has 18 places: ten deposits of 10^15 − 10^-18 make 9,999,999,999,999,999.99999999999
+    9999990 (16 + 18 = 34 digits, exact); an eleventh would need 35 digits, and the ledger's
+    context would have rounded the balance silently while the posting stayed exact."""
+    assert send(ledger, json.dumps(WEI)) == APPLIED
+    for n in range(10):
+        assert send(ledger, line("deposit", id=f"w{n}", asset="WEI", amount=LARGEST)) == APPLIED
+    assert balance(ledger, "alice", "WEI") == "9999999999999999.99999999999999999"
+    error = assert_rejected(ledger, line("deposit", id="w10", asset="WEI", amount=LARGEST),
+                            InvalidInputError, "invalid_input")
+    assert "WEI balance would need more than 34 significant digits" in str(error)
+    assert balance(ledger, "alice", "WEI") == "9999999999999999.99999999999999999"
+
+
+# ----------------------------------------------------------------------------- names (issue 10)
+
+BAD_NAMES = [
+    ("account", "a\u200bb", "zero-width"),  # ZERO WIDTH SPACE (Cf)
+    ("account", "evil\u202eusdt", "format character"),  # RIGHT-TO-LEFT OVERRIDE (Cf)
+    ("account", "a\ufeffb", "format character"),  # BOM (Cf)
+    ("account", "a\u0085b", "control character"),  # NEXT LINE (Cc)
+    ("account", "a\u2028b", "line separator"),
+    ("account", "\u0301alice", "combining mark"),
+    ("account", "e\u0301", "NFC"),  # "é" decomposed; "é" (U+00E9) is the NFC form
+    ("account", "x" * 129, "at most 128 characters"),
+    ("id", "d\u200d1", "format character"),
+    ("id", "\u0300", "combining mark"),
+    ("id", "\ue000", "private-use"),
+    ("asset", "USD\u200bT", "format character"),
+]
+
+
+@pytest.mark.parametrize(("field", "name", "words"), BAD_NAMES)
+def test_a_name_outside_the_safe_set_is_refused_not_normalised(
+    ledger: Ledger, field: str, name: str, words: str
+) -> None:
+    kind = "open_account" if field == "account" else "deposit"
+    error = assert_rejected(ledger, line(kind, **{field: name}), InvalidInputError,
+                            "invalid_input")
+    assert str(error).startswith(f"{field} must")
+    assert words in str(error)
+
+
+def test_an_nfc_name_with_accents_and_other_scripts_is_accepted(ledger: Ledger) -> None:
+    """A control: the safe set is not ASCII; "zoë-東京" (NFC) opens, 128 characters too."""
+    assert send(ledger, line("open_account", account="zoë-東京")) == APPLIED
+    assert send(ledger, line("open_account", account="z" * 128)) == APPLIED
+    assert "zoë-東京" in ledger.account_names()
+
+
+def test_a_system_name_is_still_refused(ledger: Ledger) -> None:
+    error = assert_rejected(ledger, line("open_account", account="system:fees"),
+                            InvalidInputError, "invalid_input")
+    assert "system:" in str(error)
+
+
+# ----------------------------------------------------------------------------- wording (issue 13)
+
+WORDING = [
+    (line("deposit", memo="hi"), 'unknown field "memo"'),
+    (line("deposit", amount=DROP), 'missing field "amount"'),
+    (line("fill", side="long"), "side must be one of: buy, sell"),
+    (line("open_account", mode="x"), "mode must be one of: single_asset, multi_asset, portfolio"),
+    (line("fill", qty="1e3"), "qty must be a decimal string"),
+    (line("fill", qty=None), "qty must be a decimal string"),
+    (line("fill", liquidation="yes"), "liquidation must be true or false"),
+    (line("fill", account=5), "account must be a non-empty string"),
+    (line("instrument", risk_tiers="x"), "risk_tiers must be a list"),
+    (line("open_orders", buy="50"), "buy must be an object"),
+    (line("open_orders", buy={"qty": "1", "price": "1", "tif": "gtc"}),
+     'unknown field "buy.tif"'),
+    (line("instrument", risk_tiers=[{**TIERS[0], "mmr_pct": "1"}]),
+     'unknown field "risk_tiers[0].mmr_pct"'),
+    (line("transfer", **{"from_": DROP}), 'missing field "from"'),
+    (line("deposit", at="yesterday"), "at must be an RFC 3339 time"),
+    (json.dumps({"at": AT}), 'missing field "type"'),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), WORDING, ids=range(len(WORDING)))
+def test_a_validation_error_is_said_in_the_ledgers_words(text: str, message: str) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        parse_line(text)
+    assert message in str(caught.value)
+    for library_words in ("Input should", "Extra inputs", "Field required", "Value error",
+                          "validation error", "pydantic"):
+        assert library_words not in str(caught.value)
+
+
+# ----------------------------------------------------------------------------- echoes (issue 10)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("amount", "9" * 1_000_000), ("amount", "x" * 1_000_000), ("at", "2" * 1_000_000),
+    ("type", "x" * 1_000_000), ("precision", "9" * 1_000_000),
+])
+def test_a_rejection_echoes_at_most_a_few_hundred_characters(field: str, value: str) -> None:
+    """Before: the whole line came back (45 MB of stderr for a 75 MB feed)."""
+    kind = "asset" if field == "precision" else "deposit"
+    with pytest.raises(InvalidInputError) as caught:
+        parse_line(line(kind, **{field: value}))
+    assert len(str(caught.value)) < 400, str(caught.value)[:500]
+
+
+def test_an_unknown_field_with_a_huge_name_is_cut() -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        parse_line(line("deposit", **{"m" * 100_000: 1}))
+    assert str(caught.value).startswith('unknown field "mmm')
+    assert len(str(caught.value)) < 400
+
 
 
 # ----------------------------------------------------------------------------- idempotency

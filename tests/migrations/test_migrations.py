@@ -67,14 +67,15 @@ def _revisions() -> list[str]:
 def test_the_code_expects_the_head_revision() -> None:
     script = ScriptDirectory(schema.script_location())
     assert script.get_current_head() == schema.HEAD
-    assert _revisions() == ["0001", "0002", "0003"]
+    assert _revisions() == ["0001", "0002", "0003", "0004"]
 
 
 def test_every_revision_up_and_down_one_at_a_time(store_url: str) -> None:
     url = store_url
     _to_base(url)
     legacy = set(schema.legacy_tables(url))
-    expected = {"0001": legacy, "0002": legacy | READ_MODELS, "0003": legacy | READ_MODELS}
+    expected = {"0001": legacy, "0002": legacy | READ_MODELS, "0003": legacy | READ_MODELS,
+                "0004": legacy | READ_MODELS}
     assert _tables(url) == set()
     assert schema.current(url) is None
     for revision in _revisions():
@@ -84,7 +85,8 @@ def test_every_revision_up_and_down_one_at_a_time(store_url: str) -> None:
     assert schema.is_current(url)
     if schema.is_postgres(url):
         assert _postgres_objects(url) == {"type": True, "view": True}
-    for revision, below in (("0003", "0002"), ("0002", "0001"), ("0001", "base")):
+    for revision, below in (("0004", "0003"), ("0003", "0002"), ("0002", "0001"),
+                            ("0001", "base")):
         assert schema.current(url) == revision
         schema.downgrade(url, below)
         assert _tables(url) == (expected[below] if below != "base" else set())
