@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ledger.application.commands import Command, idempotency_key, parse_line, repeat_key
+from ledger.application.commands import Command, cut, idempotency_key, parse_line, repeat_key
 from ledger.application.service import ACKNOWLEDGED, Ledger
 from ledger.domain.chain import content_hash
 from ledger.errors import ConcurrentWriteError, LedgerError, StoreUnavailableError
@@ -95,8 +95,8 @@ def _raw_identity(text: str) -> tuple[str | None, str | None]:
     if not isinstance(data, dict):
         return None, None
     kind, identifier = data.get("type"), data.get("id")
-    return (kind if isinstance(kind, str) else None,
-            identifier if isinstance(identifier, str) else None)
+    return (cut(kind) if isinstance(kind, str) else None,
+            cut(identifier) if isinstance(identifier, str) else None)
 
 
 def run_feed(

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation, Overflow
 from typing import Any
 from uuid import UUID
 
@@ -168,7 +168,15 @@ class Ledger(Application[UUID]):
         uow = self.uow
         mark = uow.savepoint()
         try:
-            outcome = handler(command)
+            try:
+                outcome = handler(command)
+            except (InvalidOperation, Overflow) as error:
+                # Entry bounds keep every figure within 34 significant digits; one that a
+                # command still pushes beyond (a mark far from the entry of a huge position)
+                # is refused, never rounded and never an internal error.
+                raise InvalidInputError(
+                    f"a figure of this {command.type} exceeds the 34 significant digits the "
+                    "ledger carries exactly") from error
         except LedgerError:
             if uow.changed_since(mark):
                 uow.abandon(mark)  # refused after a change: it must leave nothing

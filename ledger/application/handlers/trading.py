@@ -6,6 +6,7 @@ orders and leverage (DESIGN §6.2, §6.4, 6.11).
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 from ledger.application import commands as c
 from ledger.application.handlers.base import (
@@ -48,6 +49,10 @@ class TradingCommands(Handlers):
         self._require_tradable(terms, cmd.at)
         if cmd.fee is not None:
             check_places(abs(cmd.fee), settle)
+        held = account.position(cmd.symbol, cmd.margin_type)
+        after = abs((held["qty"] if held else ZERO) + (cmd.qty if cmd.side == "buy" else -cmd.qty))
+        for qty in (cmd.qty, after):
+            _require_postable(qty, terms, cmd.price)
         account.require_not_before(cmd.at)
         self._require_mode_allows(account, terms, cmd.margin_type, cmd.at)
         account.fill(
@@ -106,6 +111,9 @@ class TradingCommands(Handlers):
         terms = self.refs.require_instrument(cmd.symbol, cmd.at)
         if cmd.buy or cmd.sell:
             self._require_tradable(terms, cmd.at)
+        for order in (cmd.buy, cmd.sell):
+            if order is not None:
+                _require_postable(order.qty, terms, order.price)
         account.require_not_before(cmd.at)
         buy = (cmd.buy.qty, cmd.buy.price) if cmd.buy else None
         sell = (cmd.sell.qty, cmd.sell.price) if cmd.sell else None
@@ -122,3 +130,11 @@ class TradingCommands(Handlers):
         if account.version != before:
             self.uow.touch(account)
         return APPLIED
+
+
+def _require_postable(qty: Decimal, terms: InstrumentTerms, price: Decimal) -> None:
+    """Refuse a fill, position or order whose notional the ledger could not post exactly
+    (each factor is bounded at entry, their product is not: `commands.notional_error`)."""
+    message = c.notional_error(qty, terms.contract_size, price, inverse=terms.is_inverse)
+    if message:
+        raise InvalidInputError(message)
