@@ -53,7 +53,13 @@ from ledger.rules.funding import funding_change, session_settlement_change
 from ledger.rules.liquidation import auto_top_up_amount, isolated_liquidation_price
 from ledger.rules.liquidation_plan import Plan as LiquidationPlan
 from ledger.rules.maintenance import initial_leverage, max_leverage
-from ledger.rules.positions import apply_fill, fill_fee, isolated_margin_for, notional
+from ledger.rules.positions import (
+    apply_fill,
+    fill_fee,
+    isolated_margin_after,
+    isolated_margin_for,
+    notional,
+)
 from ledger.rules.terms import InstrumentTerms, Mode
 from ledger.times import format_at
 
@@ -429,15 +435,10 @@ class Account(Aggregate):
         price: Decimal, leverage: Decimal,
     ) -> Decimal:
         """Allocate margin for what opens, release it pro rata for what closes (§6.11)."""
-        margin = held["position_margin"] if held else ZERO
-        held_qty = held["qty"] if held else ZERO
-        if outcome.closed_qty:
-            remaining = abs(held_qty) - outcome.closed_qty
-            margin = margin * remaining / abs(held_qty) if remaining > ZERO else ZERO
-        if outcome.opened_qty:
-            margin += isolated_margin_for(outcome.opened_qty, terms.contract_size, price,
-                                          leverage, terms.is_inverse)
-        return margin
+        return isolated_margin_after(
+            held["position_margin"] if held else ZERO, held["qty"] if held else ZERO,
+            outcome.closed_qty, outcome.opened_qty, terms.contract_size, price, leverage,
+            terms.is_inverse)
 
     class OpenOrdersChanged(Event):
         symbol: str

@@ -10,7 +10,7 @@ other assets, split by their effective collateral.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
 from ledger.numbers import ZERO, round_received
@@ -47,3 +47,30 @@ def auto_exchange_shares(
         given_usd = received * index / discount
         shares.append((asset, received, given_usd / giver_index, giver_index))
     return [share for share in shares if share[1] > ZERO]
+
+
+def auto_exchange_deficit(wallet: Decimal, index: Decimal, threshold: Decimal) -> Decimal:
+    """Return the deficit of a coin to cover: `−wallet` when its negative balance is worth more
+    than the threshold at its index (policy `above`, DESIGN 6.11), else 0.
+
+    Example: −20,000 USDT at 1 with a 10,000 threshold → 20,000; −5,000 → 0; exactly −10,000 → 0.
+    """
+    if wallet >= ZERO or -wallet * index <= threshold:
+        return ZERO
+    return -wallet
+
+
+def auto_exchange_givers(
+    asset: str, collateral: Iterable[tuple[str, Decimal, Decimal | None, Decimal]],
+) -> tuple[list[tuple[str, Decimal, Decimal]], Decimal]:
+    """Return the coins that cover `asset`'s deficit, as (coin, weight, index), and the total
+    weight: every other coin with positive equity, an index price and positive effective
+    collateral, weighted by its effective collateral USD (DESIGN 6.11, stablecoins included).
+
+    `collateral` holds (coin, equity, index, effective USD). Example: USDT −20,000; BTC equity
+    1 at 60,000 with 54,000 effective and ETH equity 10 at 3,000 with 27,000 → weights
+    54,000 and 27,000, total 81,000: BTC gives two thirds, ETH one third.
+    """
+    givers = [(other, effective, index) for other, equity, index, effective in collateral
+              if other != asset and equity > ZERO and index and effective > ZERO]
+    return givers, sum((weight for _, weight, _ in givers), ZERO)

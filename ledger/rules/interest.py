@@ -73,3 +73,18 @@ def accrued_over(segments: Iterable[tuple[Decimal, InterestTerms | None, Decimal
         if terms is not None:
             total += interest_accrued(debt, terms, seconds)
     return total
+
+
+def lowest_equity(
+    wallet: Decimal,
+    positions: Iterable[tuple[Decimal, Decimal, Decimal, bool, Sequence[Decimal]]],
+) -> Decimal:
+    """Return the lowest coin equity the marks of an interval allow: the wallet plus, for each
+    cross position settled in the coin, its unrealised PnL at its worst mark of the interval.
+    At or above 0 the coin had no liability at any moment of it, so nothing accrued.
+
+    `positions` holds (qty, entry, contract size, inverse, marks seen). Example: wallet 100,
+    long 1 × 1 at entry 1,000 with marks 1,050 and 880 → 100 + (880 − 1,000) = −20.
+    """
+    return wallet + sum((min(unrealized_pnl(qty, entry, mark, size, inverse) for mark in marks)
+                         for qty, entry, size, inverse, marks in positions), ZERO)

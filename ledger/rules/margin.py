@@ -345,10 +345,7 @@ def _single_asset_totals(core: _Core, market: Market) -> None:
     core.effective_equity_usd = core.equity_usd
     core.mm_usd = _usd(core.mm, market)
     core.im_usd = _usd(core.im, market)
-    free = {
-        asset: equity - core.im.get(asset, ZERO) - core.isolated.get(asset, ZERO)
-        for asset, equity in core.equity.items()
-    }
+    free = {asset: _single_asset_free(core, asset) for asset in core.equity}
     core.available_usd = _usd(free, market)
     ratios: list[Decimal] = []
     levels: list[Decimal] = []
@@ -667,9 +664,7 @@ def max_withdrawable(
     if wallet <= ZERO:
         return ZERO
     if account.mode is Mode.SINGLE_ASSET:
-        free = (core.equity.get(asset, ZERO) - core.im.get(asset, ZERO)
-                - core.isolated.get(asset, ZERO))
-        return max(ZERO, min(wallet, free))
+        return max(ZERO, min(wallet, _single_asset_free(core, asset)))
     if core.available_usd < ZERO:
         return ZERO
 
@@ -696,9 +691,15 @@ def available_after_withdrawal(
     balances[asset] = balances.get(asset, ZERO) - amount
     core = _core(replace(account, balances=balances), market)
     if account.mode is Mode.SINGLE_ASSET:
-        return (core.equity.get(asset, ZERO) - core.im.get(asset, ZERO)
-                - core.isolated.get(asset, ZERO))
+        return _single_asset_free(core, asset)
     return core.available_usd
+
+
+def _single_asset_free(core: _Core, asset: str) -> Decimal:
+    """What an asset leaves free in single-asset mode: its equity less the cross initial margin
+    and the isolated position margin it settles (DESIGN 6.11)."""
+    return core.equity.get(asset, ZERO) - core.im.get(asset, ZERO) - core.isolated.get(
+        asset, ZERO)
 
 
 def _withdrawal_hints(core: _Core, market: Market, asset: str) -> Iterable[Decimal]:
@@ -707,3 +708,21 @@ def _withdrawal_hints(core: _Core, market: Market, asset: str) -> Iterable[Decim
     for bound in collateral_breakpoints(terms.collateral_tiers, market.index(asset),
                                         terms.tier_basis):
         yield equity - bound
+
+
+def liquidation_shortfall(figures: AccountFigures, mode: Mode, settle: str,
+                          index: Decimal | None) -> Decimal:
+    """Return what the insurance fund covers after a liquidation fill, in the settle coin:
+    the account's negative equity (single-asset: the settle coin's own equity; otherwise the
+    pooled USD equity at the settle coin's index), 0 when it is not negative (issue 3).
+
+    Example: multi-asset equity −150 USD, USDT index 1 → 150 USDT; single-asset BTC equity
+    −0.002 → 0.002 BTC; without an index price nothing can be valued → 0.
+    """
+    if mode is Mode.SINGLE_ASSET:
+        shortfall = -figures.collateral[settle].equity
+    elif not index:
+        return ZERO
+    else:
+        shortfall = -figures.margin.equity_usd / index
+    return max(shortfall, ZERO)

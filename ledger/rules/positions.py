@@ -119,3 +119,21 @@ def isolated_margin_for(
     E·Q·F / leverage (inverse: F·Q / (E · leverage), in coin). Example: 18,000 × 0.5 / 10 = 900.
     """
     return notional(qty, contract_size, price, inverse) / leverage
+
+
+def isolated_margin_after(
+    margin: Decimal, held_qty: Decimal, closed_qty: Decimal, opened_qty: Decimal,
+    contract_size: Decimal, price: Decimal, leverage: Decimal, inverse: bool,
+) -> Decimal:
+    """Return an isolated position's margin after a fill: what closes releases its share pro
+    rata, what opens allocates `isolated_margin_for` at the fill price (DESIGN 6.11).
+
+    Example: 900 held for 10 contracts, 4 closed and none opened → 900 × 6 / 10 = 540; all
+    10 closed → 0; then 5 opened at 18,000 × 0.1 at 10× → 540 + 900 = 1,440.
+    """
+    if closed_qty:
+        remaining = abs(held_qty) - closed_qty
+        margin = margin * remaining / abs(held_qty) if remaining > ZERO else ZERO
+    if opened_qty:
+        margin += isolated_margin_for(opened_qty, contract_size, price, leverage, inverse)
+    return margin

@@ -23,8 +23,7 @@ from ledger.application.unit_of_work import UnitOfWork
 from ledger.domain.account import CROSS, Account
 from ledger.domain.ids import account_id
 from ledger.numbers import ZERO
-from ledger.rules.interest import accrued_over, coin_equity, liability
-from ledger.rules.positions import unrealized_pnl
+from ledger.rules.interest import accrued_over, coin_equity, liability, lowest_equity
 from ledger.times import from_micros, to_micros
 
 
@@ -127,12 +126,10 @@ class InterestCommands(Handlers):
                 positions.append((held, terms))
         cuts = {to_micros(here)}
         if positions:
-            floor = wallet
-            for held, terms in positions:
-                marks = self._marks_during(held["symbol"], here, there) or [held["entry_price"]]
-                floor += min(unrealized_pnl(held["qty"], held["entry_price"], mark,
-                                            terms.contract_size, terms.is_inverse)
-                             for mark in marks)
+            floor = lowest_equity(wallet, (
+                (held["qty"], held["entry_price"], terms.contract_size, terms.is_inverse,
+                 self._marks_during(held["symbol"], here, there) or [held["entry_price"]])
+                for held, terms in positions))
             if floor >= ZERO:
                 return ZERO, False  # no liability at any mark the interval saw
             for held, _ in positions:

@@ -22,7 +22,11 @@ from ledger.application.unit_of_work import UnitOfWork
 from ledger.domain.account import ISOLATED, Account
 from ledger.numbers import ZERO
 from ledger.rules import margin as rules
-from ledger.rules.exchange import auto_exchange_shares
+from ledger.rules.exchange import (
+    auto_exchange_deficit,
+    auto_exchange_givers,
+    auto_exchange_shares,
+)
 from ledger.rules.liquidation import is_at_liquidation, isolated_liquidation_price
 from ledger.rules.liquidation_plan import liquidation_plan
 from ledger.rules.ratios import is_at_call_level
@@ -163,19 +167,15 @@ class SweepCommands(Handlers):
             terms = market.asset_terms(asset)
             index = market.index(asset)
             threshold, discount = terms.auto_exchange_threshold_usd, terms.auto_exchange_discount
-            if wallet >= ZERO or index is None or threshold is None or discount is None:
+            if index is None or threshold is None or discount is None:
                 continue
-            deficit = -wallet
-            if deficit * index <= threshold:
+            deficit = auto_exchange_deficit(wallet, index, threshold)
+            if deficit <= ZERO:
                 continue
             figures = rules.evaluate(account.snapshot(), market, limits=False)
-            givers = [
-                (other, entry.effective_usd, entry.index_price)
-                for other, entry in figures.collateral.items()
-                if other != asset and entry.equity > ZERO and entry.index_price
-                and entry.effective_usd > ZERO
-            ]
-            total = sum((weight for _, weight, _ in givers), ZERO)
+            givers, total = auto_exchange_givers(asset, (
+                (other, entry.equity, entry.index_price, entry.effective_usd)
+                for other, entry in figures.collateral.items()))
             if total <= ZERO:
                 continue
             shares = auto_exchange_shares(deficit, index, discount, givers, total,
@@ -189,8 +189,6 @@ class SweepCommands(Handlers):
 
 
 @dataclass(frozen=True)
-
-
 class SweepFlags:
     """What a sweep found for one account: the crossings it signals are changes of these."""
 

@@ -75,13 +75,8 @@ class TradingCommands(Handlers):
         market = self.refs.market_for(account, at)
         figures = rules.evaluate(account.snapshot(), market, limits=False)
         settle = self.refs.require_asset(terms.settle)
-        if Mode(account.mode) is Mode.SINGLE_ASSET:
-            shortfall = -figures.collateral[terms.settle].equity
-        else:
-            index = market.index(terms.settle)
-            if not index:
-                return
-            shortfall = -figures.margin.equity_usd / index
+        shortfall = rules.liquidation_shortfall(figures, Mode(account.mode), terms.settle,
+                                                market.index(terms.settle))
         if shortfall > ZERO:
             account.cover_shortfall(at, terms.settle, shortfall, settle.precision)
 

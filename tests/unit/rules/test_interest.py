@@ -99,3 +99,17 @@ def test_accrual_is_additive_over_intervals(debt: Decimal, first: int, second: i
     parts = (interest_accrued(debt, TEN_PERCENT, D(first))
              + interest_accrued(debt, TEN_PERCENT, D(second)))
     assert abs(whole - parts) <= max(whole, D(1)) * D("1e-25")
+
+
+def test_lowest_equity_takes_each_position_at_its_worst_mark() -> None:
+    # wallet 100, long 1 contract of size 1 from 1,000; marks 1,050 then 880: 100 − 120 = −20.
+    from ledger.rules.interest import lowest_equity
+
+    long = (Decimal("1"), Decimal("1000"), Decimal("1"), False,
+            [Decimal("1050"), Decimal("880")])
+    assert lowest_equity(Decimal("100"), [long]) == Decimal("-20")
+    # A short of 2 from 1,000 is worst at 1,050: −100 more.
+    short = (Decimal("-2"), Decimal("1000"), Decimal("1"), False,
+             [Decimal("1050"), Decimal("880")])
+    assert lowest_equity(Decimal("100"), [long, short]) == Decimal("-120")
+    assert lowest_equity(Decimal("100"), []) == Decimal("100")

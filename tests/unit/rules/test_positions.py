@@ -153,3 +153,18 @@ def test_fill_conserves_value_linear(qty: Decimal, entry: Decimal, fill: Decimal
     assert outcome.closed_qty + outcome.opened_qty == abs(fill)
     # The average entry may be a non-terminating quotient (34 digits), hence the tolerance.
     assert abs(before + fill_upl - (outcome.realized_pnl + after)) <= D("1e-20")
+
+
+def test_isolated_margin_after_releases_pro_rata_and_allocates_what_opens() -> None:
+    from ledger.rules.positions import isolated_margin_after
+
+    d = Decimal
+    # 900 held for 10 contracts; 4 close → 900 × 6 / 10 = 540.
+    assert isolated_margin_after(d(900), d(10), d(4), d(0), d("0.1"), d(18000), d(10),
+                                 False) == d(540)
+    # All 10 close and 5 open the other way at 18,000 × 0.1 / 10 each → 0 + 900.
+    assert isolated_margin_after(d(900), d(10), d(10), d(5), d("0.1"), d(18000), d(10),
+                                 False) == d(900)
+    # Inverse: 100 contracts of 10 USD at 20,000, 5× → 100 × 10 / (20,000 × 5) = 0.01 BTC.
+    assert isolated_margin_after(d(0), d(0), d(0), d(100), d(10), d(20000), d(5),
+                                 True) == d("0.01")
