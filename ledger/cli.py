@@ -233,7 +233,7 @@ def demo(ctx: click.Context, accounts: int, seed: int, fresh: bool) -> None:
 def bench(ctx: click.Context, fills: int, history: int, pg_url: str | None,
           only: tuple[str, ...]) -> None:
     """Measure ingest, state queries and margin computation (figures for the notes)."""
-    from ledger.bench import run_bench
+    from benchmarks.run import run_bench
 
     sys.exit(run_bench(fills=fills, history=history,
                        pg_url=pg_url or os.environ.get("LEDGER_BENCH_POSTGRES_URL"),

@@ -179,8 +179,8 @@ def reconcile(ctx: click.Context, statement: str | None, as_json: bool, catch_up
     from ledger.application import schema
     from ledger.application.service import Ledger
     from ledger.numbers import install
-    from ledger.reconcile import StatementError, read_statement
-    from ledger.reconcile import reconcile as check
+    from projections.reconcile import StatementError, read_statement
+    from projections.reconcile import reconcile as check
     from projections.runner import run as run_projections
 
     install()

@@ -24,7 +24,7 @@ from ledger.application import schema
 from ledger.application.service import Ledger
 from ledger.domain.account import Account
 from ledger.domain.ids import account_id
-from ledger.reconcile import reconcile
+from projections.reconcile import reconcile
 from projections import runner, tables
 
 SIGNALS = (Account.MarginCallIssued, Account.LiquidationTriggered, Account.MarginToppedUp)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from schedulers.bench import funding_bench
+from benchmarks.funding import funding_bench
 
 
 def test_the_funding_bench_settles_every_position_once_in_one_transaction(

@@ -213,7 +213,7 @@ def _time_states(url: str, moments: dict[str, datetime]) -> dict[str, dict[str, 
 
 def _fresh(ledger: Any) -> Any:
     """Forget cached accounts (so each query reads the store), keep reference data."""
-    ledger._accounts.clear()
+    ledger.uow.accounts.clear()
     return ledger
 
 
@@ -241,17 +241,17 @@ def run_bench(*, fills: int, history: int, pg_url: str | None, only: set[str]) -
     if "state" in wanted:
         results["state"] = bench_state(history, pg_url, out)
     if "portfolio" in wanted:
-        from ledger.bench_portfolio import bench_portfolio
+        from benchmarks.portfolio import bench_portfolio
 
         results["portfolio"] = bench_portfolio(out)
     if "funding" in wanted and pg_url:
-        from schedulers.bench import funding_bench
+        from benchmarks.funding import funding_bench
 
         results["funding"] = _on_scratch(pg_url, "funding", lambda url: funding_bench(url,
                                                                                    100_000))
         out(f"funding: {results['funding']}")
     if "projections" in wanted and pg_url:
-        from projections.bench import catch_up_rate
+        from benchmarks.projections import catch_up_rate
 
         results["projections"] = _on_scratch(pg_url, "projections",
                                              lambda url: catch_up_rate(url, 50_000))
