@@ -9,6 +9,7 @@ series at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -31,6 +32,7 @@ class ReferenceReader:
     def __init__(self, uow: UnitOfWork) -> None:
         self.uow = uow
         self._from_store = True
+        self.recorded: list[Callable[[datetime], None]] = []  # told the `at` of each record
         self._looked_up: set[tuple[str, str]] = set()  # (kind, name) asked for
         self._missing: set[UUID] = set()  # streams asked for that the store did not hold
         self.data = ReferenceData(self._load_stream)
@@ -115,6 +117,8 @@ class ReferenceReader:
         series = self.series(kind, name)
         for event in aggregate.pending_events[-1:]:
             series.observe(event)
+            for listener in self.recorded:
+                listener(event.at)
         self.uow.refs[aggregate.id] = aggregate
         self.uow.touch(aggregate)
 

@@ -157,3 +157,24 @@ def test_each_command_outside_a_batch_is_its_own_unit(store_url: str) -> None:
     assert isinstance(report.internal_error, RuntimeError)
     assert report.internal_error_line == 10 and report.last_durable_line is None
     assert queries.state(Ledger(store_url), "carol")["balances"] == {"USDT": "50000"}
+
+
+def test_a_late_price_at_a_sweeps_second_gives_the_same_signals_however_split(
+        store_url: str, tmp_path: Path) -> None:
+    """bob (no auto top-up) is past liquidation at the 01:00 sweep; a mark for 01:00 recorded
+    after it lifts him back. Whether the 02:00 sweep signals again must depend only on the
+    history, not on whether this process remembers what the 01:00 sweep found."""
+    lines = _feed("seed002-isolated-auto-topup")
+    sweep = next(i for i, line in enumerate(lines)
+                 if '"check_margin","at":"2025-01-01T01:00:00Z"' in line)
+    lines.insert(sweep + 1, '{"type":"mark_price","at":"2025-01-01T01:00:00Z",'
+                            '"symbol":"BTCUSDT","price":"18000"}')
+    one = f"sqlite:///{tmp_path / 'one.db'}"
+    run_feed(Ledger(one), _lines(lines))
+    run_feed(Ledger(store_url), _lines(lines[:sweep + 2]))
+    run_feed(Ledger(store_url), _lines(lines[sweep + 2:], sweep + 3))
+    assert book(store_url) == book(one)
+    triggers = [e["at"] for e in queries.events(Ledger(one), "bob")
+                if e["type"] == "LiquidationTriggered"]
+    # As of 01:00 (the late 18,000 included) bob was not past: 02:00 at 16,200 is a crossing.
+    assert triggers == ["2025-01-01T01:00:00Z", "2025-01-01T02:00:00Z"]

@@ -43,17 +43,28 @@ class SweepCommands(Handlers):
     def __init__(self, uow: UnitOfWork, refs: ReferenceReader, history: AccountHistory) -> None:
         super().__init__(uow, refs, history)
         self._sweep_times: list[int] | None = None  # `at` of every sweep in the store
-        self._sweep_memory: dict[UUID, tuple[int, SweepFlags]] = {}  # what the last found
+        # What the last sweep found per account: (its time, the account's version after it,
+        # the flags). A cache of re-evaluating the account as of that sweep, used only while
+        # it is provably the same (see `_flags_at`), so outcomes never depend on it.
+        self._sweep_memory: dict[UUID, tuple[int, int, SweepFlags]] = {}
         self.swept_skipped = 0  # accounts the last sweep left alone: their history is later
         uow.resets.append(self._reset)
-        uow.foreign_writes.append(self._forget_times)
+        uow.foreign_writes.append(self._reset)
+        refs.recorded.append(self._reference_recorded)
+
+    @property
+    def _remembered_until(self) -> int:
+        return self._sweep_times_list()[-1] if self._sweep_times_list() else -1
 
     def _reset(self) -> None:
         self._sweep_times = None
         self._sweep_memory.clear()
 
-    def _forget_times(self) -> None:
-        self._sweep_times = None
+    def _reference_recorded(self, at: datetime) -> None:
+        """A price or term recorded at or before a remembered sweep changes what that sweep
+        would find now: forget what it found."""
+        if self._sweep_memory and to_micros(at) <= self._remembered_until:
+            self._sweep_memory.clear()
 
     def check_margin(self, cmd: c.CheckMarginCmd) -> str:
         """Run the margin sweep at `at`: automatic top-ups, auto-exchange, margin calls,
@@ -96,7 +107,7 @@ class SweepCommands(Handlers):
         if not account.positions and not account.orders and all(
                 balance >= ZERO for balance in account.balances.values()):
             # Nothing to top up, exchange, call or liquidate: no requirement, no debt.
-            self._sweep_memory[account.id] = (to_micros(at), SweepFlags())
+            self._sweep_memory[account.id] = (to_micros(at), account.version, SweepFlags())
             return
         market = self.refs.market_for(account, at)
         before = account.version
@@ -123,7 +134,7 @@ class SweepCommands(Handlers):
                 account.plan_liquidation(at, figures.margin, plan, market.portfolio.target_level)
         if account.version != before:
             self.uow.touch(account)
-        self._sweep_memory[account.id] = (to_micros(at), now)
+        self._sweep_memory[account.id] = (to_micros(at), account.version, now)
 
     def _top_up_isolated(self, account: Account, market: rules.Market, at: datetime) -> None:
         for held in list(account.positions.values()):
@@ -143,13 +154,15 @@ class SweepCommands(Handlers):
                            available=available)
 
     def _flags_at(self, account: Account, previous: int | None) -> SweepFlags:
-        """Return what the sweep at `previous` found for this account (from memory, or
-        re-evaluated from the account and prices as they were then)."""
+        """Return what the sweep at `previous` finds for this account: the account and prices
+        as of `previous`, as the store holds them now. Remembered flags stand in for that only
+        while the account has not changed since and no price or term at or before `previous`
+        has been recorded since (so a split feed finds the same)."""
         if previous is None:
             return SweepFlags()
         remembered = self._sweep_memory.get(account.id)
-        if remembered is not None and remembered[0] == previous:
-            return remembered[1]
+        if remembered is not None and remembered[:2] == (previous, account.version):
+            return remembered[2]
         moment = from_micros(previous)
         then = self.account_at(account.name, moment)
         if then is None:
