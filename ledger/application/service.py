@@ -17,6 +17,7 @@ and nothing of it. Inside `with ledger.batch():` many commands share one transac
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -48,7 +49,7 @@ from ledger.application.unit_of_work import (
     raise_store_error,
 )
 from ledger.domain.account import Account
-from ledger.domain.chain import content_hash
+from ledger.domain.chain import canonical_json, text_hash
 from ledger.domain.postings import Posting
 from ledger.errors import IdConflictError, InvalidInputError, LedgerError
 from ledger.rules import margin as rules
@@ -154,7 +155,8 @@ class Ledger(Application[UUID]):
         try:
             # Idempotency before anything reads the store (DESIGN 6.11 check order): money
             # commands by (type, account, id), periodic ones by `at`, the rest by content.
-            digest = content_hash(command.content())
+            content = canonical_json(command.content())
+            digest = text_hash(content)
             key = c.idempotency_key(command) or c.repeat_key(command, digest)
             prior = self._prior(key)
         except Exception as error:
@@ -163,8 +165,7 @@ class Ledger(Application[UUID]):
         if prior:
             if prior == digest or isinstance(command, c.PeriodicCmd):
                 return ACKNOWLEDGED
-            identifier = getattr(command, "id", "")
-            raise IdConflictError(f"id {identifier!r} was used by a different command")
+            raise IdConflictError(self._conflict(command, key, content))
         uow = self.uow
         mark = uow.savepoint()
         try:
@@ -187,7 +188,7 @@ class Ledger(Application[UUID]):
             raise
         uow.finish_command()
         if outcome == APPLIED:
-            uow.remember_key(key, digest, command.at)
+            uow.remember_key(key, digest, command.at, content)
         if not uow.in_batch:
             uow.flush()
         return outcome
@@ -202,6 +203,18 @@ class Ledger(Application[UUID]):
             found = self.index.seen_commands(missing)
             for key in missing:
                 seen[key] = found.get(key, "")
+
+    def _conflict(self, command: c.Command, key: str, content: str) -> str:
+        """Say which fields differ from the command that first used the id."""
+        identifier = getattr(command, "id", "")
+        first = next((row[3] for row in self.uow.side.commands if row[0] == key), None)
+        if first is None:
+            first = self.index.command_content(key)
+        if first is None:
+            return f"id {identifier!r} was used by a different command"
+        fields = c.differing_fields(json.loads(first), json.loads(content))
+        return (f"id {identifier!r} was used by a different command "
+                f"({', '.join(fields)} {'differs' if len(fields) == 1 else 'differ'})")
 
     def _prior(self, key: str) -> str:
         seen = self.uow.keys

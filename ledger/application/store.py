@@ -34,7 +34,8 @@ from ledger.masking import mask_url
 
 SIDE_TABLES = (
     "CREATE TABLE IF NOT EXISTS ledger_commands ("
-    " command_key TEXT PRIMARY KEY, content_hash TEXT NOT NULL, at_micros BIGINT NOT NULL)",
+    " command_key TEXT PRIMARY KEY, content_hash TEXT NOT NULL, at_micros BIGINT NOT NULL,"
+    " content TEXT)",
     "CREATE TABLE IF NOT EXISTS ledger_event_index ("
     " stream_id TEXT NOT NULL, version BIGINT NOT NULL, at_micros BIGINT NOT NULL,"
     " kind TEXT NOT NULL, PRIMARY KEY (stream_id, version))",
@@ -57,7 +58,7 @@ SIDE_TABLES = (
 class SideRows:
     """Index rows to write with the events of one `save()`."""
 
-    commands: list[tuple[str, str, int]] = field(default_factory=list)
+    commands: list[tuple[str, str, int, str]] = field(default_factory=list)  # key, hash, at, JSON
     events: list[tuple[str, int, int, str]] = field(default_factory=list)
     streams: list[tuple[str, str, str]] = field(default_factory=list)
     holders: list[tuple[str, str]] = field(default_factory=list)
@@ -80,8 +81,8 @@ def _write_side_rows(cursor: Any, side: SideRows, placeholder: str,
              for s in side.snapshots])
     if side.commands:
         cursor.executemany(
-            f"INSERT INTO ledger_commands (command_key, content_hash, at_micros)"
-            f" VALUES ({p}, {p}, {p})", side.commands)
+            f"INSERT INTO ledger_commands (command_key, content_hash, at_micros, content)"
+            f" VALUES ({p}, {p}, {p}, {p})", side.commands)
     if side.events:
         cursor.executemany(
             f"INSERT INTO ledger_event_index (stream_id, version, at_micros, kind)"
@@ -186,6 +187,12 @@ class IndexQueries:
 
     def _stream_key(self, stream: Any) -> Any:
         return stream
+
+    def command_content(self, key: str) -> str | None:
+        """Return the canonical JSON of the command that used `key` (None: not kept)."""
+        rows = self._rows(self._sql(
+            "SELECT content FROM ledger_commands WHERE command_key = ?"), (key,))
+        return rows[0][0] if rows else None
 
     def command_times(self, prefix: str) -> list[int]:
         """Return the `at` of every recorded command whose key starts with `prefix`."""

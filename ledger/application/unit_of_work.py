@@ -356,9 +356,9 @@ class UnitOfWork:
             self._holders[symbol] = set(self.index.holders(symbol))
         return self._holders[symbol]
 
-    def remember_key(self, key: str, digest: str, at: datetime) -> None:
+    def remember_key(self, key: str, digest: str, at: datetime, content: str) -> None:
         self.keys[key] = digest
-        self.side.commands.append((key, digest, to_micros(at)))
+        self.side.commands.append((key, digest, to_micros(at), content))
 
 
 def is_store_error(error: BaseException) -> bool:

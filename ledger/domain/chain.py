@@ -57,4 +57,9 @@ def chain_hash(previous: str, event_type: str, version: int, fields: Mapping[str
 
 def content_hash(fields: Mapping[str, Any]) -> str:
     """Return the SHA-256 of a command's canonical JSON (same content ⇔ same hash)."""
-    return hashlib.sha256(canonical_json(fields).encode()).hexdigest()
+    return text_hash(canonical_json(fields))
+
+
+def text_hash(text: str) -> str:
+    """Return the SHA-256 (hex) of a canonical JSON text."""
+    return hashlib.sha256(text.encode()).hexdigest()

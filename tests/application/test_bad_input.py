@@ -1198,3 +1198,13 @@ def test_a_feed_of_bad_lines_between_good_ones_rejects_each_and_applies_only_the
         assert balance(app, "alice", "USDT") == "10000"
     finally:
         app.close()
+
+
+def test_an_id_conflict_names_the_fields_that_differ(ledger: Ledger) -> None:
+    caught = assert_rejected(ledger, json.dumps({**D1, "amount": "10001", "at": AT}),
+                             IdConflictError, "id_conflict")
+    assert str(caught) == "id 'd1' was used by a different command (amount, at differ)"
+    within_batch = line("transfer")
+    assert send(ledger, within_batch) == APPLIED
+    caught = assert_rejected(ledger, line("transfer", to="mia"), IdConflictError, "id_conflict")
+    assert str(caught).endswith("(to differs)")

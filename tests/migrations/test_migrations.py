@@ -67,7 +67,7 @@ def _revisions() -> list[str]:
 def test_the_code_expects_the_head_revision() -> None:
     script = ScriptDirectory(schema.script_location())
     assert script.get_current_head() == schema.HEAD
-    assert _revisions() == ["0001", "0002", "0003", "0004"]
+    assert _revisions() == ["0001", "0002", "0003", "0004", "0005"]
 
 
 def test_every_revision_up_and_down_one_at_a_time(store_url: str) -> None:
@@ -75,7 +75,7 @@ def test_every_revision_up_and_down_one_at_a_time(store_url: str) -> None:
     _to_base(url)
     legacy = set(schema.legacy_tables(url))
     expected = {"0001": legacy, "0002": legacy | READ_MODELS, "0003": legacy | READ_MODELS,
-                "0004": legacy | READ_MODELS}
+                "0004": legacy | READ_MODELS, "0005": legacy | READ_MODELS}
     assert _tables(url) == set()
     assert schema.current(url) is None
     for revision in _revisions():
@@ -85,7 +85,7 @@ def test_every_revision_up_and_down_one_at_a_time(store_url: str) -> None:
     assert schema.is_current(url)
     if schema.is_postgres(url):
         assert _postgres_objects(url) == {"type": True, "view": True}
-    for revision, below in (("0004", "0003"), ("0003", "0002"), ("0002", "0001"),
+    for revision, below in (("0005", "0004"), ("0004", "0003"), ("0003", "0002"), ("0002", "0001"),
                             ("0001", "base")):
         assert schema.current(url) == revision
         schema.downgrade(url, below)
@@ -121,12 +121,27 @@ def test_migrated_schema_is_the_metadata(store_url: str) -> None:
 def _legacy_store(url: str) -> None:
     """Create the tables as the library and the recorders did before the migrations (their
     own table creation on), independently of how `Ledger` starts today."""
+    import importlib
+
+    from ledger.application import store
+
+    legacy = importlib.import_module("migrations.versions.0001_create_event_store").SIDE_TABLES
+    modules = [store]
+    if url.startswith("postgres"):
+        from ledger.application import pgstore
+
+        modules.append(pgstore)
+    today = store.SIDE_TABLES
     env = Environment("Ledger", {**environment(url), "CREATE_TABLE": "y"})
     factory: Any = InfrastructureFactory.construct(env)
     try:
+        for module in modules:  # the side tables as they were before the migrations
+            module.SIDE_TABLES = legacy  # type: ignore[attr-defined]
         factory.application_recorder()
         factory.aggregate_recorder("snapshots")
     finally:
+        for module in modules:
+            module.SIDE_TABLES = today  # type: ignore[attr-defined]
         factory.close()
 
 
@@ -192,7 +207,11 @@ def test_revision_0001_copies_the_side_tables_of_the_day() -> None:
     import importlib
 
     revision = importlib.import_module("migrations.versions.0001_create_event_store")
-    assert revision.SIDE_TABLES == SIDE_TABLES
+    # 0005 adds the commands' content column: the table of the day is 0001's plus that column.
+    with_content = tuple(
+        statement.replace("at_micros BIGINT NOT NULL)", "at_micros BIGINT NOT NULL, content TEXT)")
+        if "ledger_commands" in statement else statement for statement in revision.SIDE_TABLES)
+    assert with_content == SIDE_TABLES
 
 
 def test_is_current_on_a_missing_sqlite_file_creates_nothing(tmp_path: Path) -> None:
