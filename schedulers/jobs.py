@@ -133,9 +133,19 @@ class Jobs:
         due += p.due_deliveries(self.futures, now)
         due += p.due_interest(self._first_interest_at(), now, self._charged())
         sweep = p.latest_sweep(now, self.sweep_seconds)
-        if not self._recorded(sweep):
+        if self._listed_by(schedules, sweep.at) and not self._recorded(sweep):
             due.append(sweep)
         return due
+
+    @staticmethod
+    def _listed_by(schedules: list[p.FundingSchedule], at: datetime) -> bool:
+        """Tell whether any instrument was listed at or before `at`.
+
+        Before the first listing nobody can hold a position or owe anything, so a sweep has
+        nothing to judge and is not due: a simulated clock started before the store's reference
+        data (`--from 2025-01-01` on a store listed in March) must not send sweeps about times
+        for which the ledger has no terms, let alone prices."""
+        return any(schedule.changes and schedule.changes[0][0] <= at for schedule in schedules)
 
     def _instruments(self) -> tuple[list[p.FundingSchedule], list[tuple[datetime, bool]]]:
         schedules = []
