@@ -47,6 +47,13 @@ def _unreachable(error: Exception) -> None:
     sys.exit(2)
 
 
+def _require_store(url: str) -> None:
+    """Exit 2 unless `url` names an existing ledger store (only `migrate` creates one)."""
+    from ledger.cli import require_store
+
+    require_store(url)
+
+
 @click.command()
 @click.option("--revision", default="head", show_default=True,
               help="Target revision (alembic's names: head, 0002, …).")
@@ -86,6 +93,7 @@ def run(ctx: click.Context, once: bool, page_size: int, progress: bool | None) -
 
     install()
     url = ctx.obj["db"]
+    _require_store(url)
     with _internal_errors():
         try:
             runner = Runner(url, page_size=page_size)
@@ -133,6 +141,7 @@ def rebuild(ctx: click.Context, yes: bool, page_size: int) -> None:
     install()
     if not yes:
         click.confirm("Empty every read model and rebuild it from the log?", abort=True)
+    _require_store(ctx.obj["db"])
     with _internal_errors():
         applied = rebuild_all(ctx.obj["db"], page_size=page_size)
     click.echo(f"rebuilt from {applied} notifications", err=True)
@@ -145,6 +154,7 @@ def show_status(ctx: click.Context, as_json: bool) -> None:
     """Show how far the read models are behind the log."""
     from projections.runner import status
 
+    _require_store(ctx.obj["db"])
     with _internal_errors():
         try:
             found = status(ctx.obj["db"])
@@ -192,6 +202,7 @@ def reconcile(ctx: click.Context, statement: str | None, as_json: bool, catch_up
             click.echo(json.dumps({"error": "statement_unreadable", "message": str(error)}),
                        err=True)
             sys.exit(2)
+    _require_store(url)
     with _internal_errors():
         try:
             if not schema.is_current(url):
