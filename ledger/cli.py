@@ -130,14 +130,72 @@ def open_ledger(url: str, create: bool = False) -> Ledger:
         raise AssertionError("unreachable") from error
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--db", "db", default=lambda: os.environ.get("LEDGER_DATABASE_URL", DEFAULT_DB),
+class LedgerGroup(click.Group):
+    """The `ledger` group: `--db URL` is accepted after the subcommand too.
+
+    `ledger state alice --db URL` reads as naturally as `ledger --db URL state alice`; the
+    option is moved in front of the subcommand before click parses, so every subcommand (and
+    any added later) takes it without declaring it. A later `--db` wins, as click's own
+    options do. Arguments after `--` are left alone.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_db(args))
+
+
+def hoist_db(args: list[str]) -> list[str]:
+    """Return `args` with every `--db URL` / `--db=URL` after the subcommand moved before it."""
+    front: list[str] = []
+    index = 0
+    while index < len(args) and args[index].startswith("-") and args[index] != "--":
+        takes_value = args[index] == "--db"
+        front.append(args[index])
+        if takes_value and index + 1 < len(args):
+            front.append(args[index + 1])
+            index += 1
+        index += 1
+    moved: list[str] = []
+    rest: list[str] = []
+    tail = args[index:]
+    position = 0
+    while position < len(tail):
+        item = tail[position]
+        if item == "--":
+            rest.extend(tail[position:])
+            break
+        if item == "--db" and position + 1 < len(tail):
+            moved.extend(tail[position:position + 2])
+            position += 2
+            continue
+        if item.startswith("--db="):
+            moved.append(item)
+        else:
+            rest.append(item)
+        position += 1
+    return [*front, *moved, *rest]
+
+
+EPILOG = """\b
+The store: --db URL (before or after the command), else $LEDGER_DATABASE_URL, else
+sqlite:///ledger.db. `ledger demo` uses a store of its own (sqlite:///demo.db).
+
+\b
+Shell completion (bash; zsh and fish likewise with zsh_source / fish_source):
+  eval "$(_LEDGER_COMPLETE=bash_source ledger)"
+"""
+
+
+@click.group(cls=LedgerGroup, epilog=EPILOG,
+             context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--db", "db", default=None, metavar="URL",
               show_default="sqlite:///ledger.db or $LEDGER_DATABASE_URL",
               help="Store URL: sqlite:///FILE or postgresql://user@host/db.")
 @click.pass_context
-def main(ctx: click.Context, db: str) -> None:
+def main(ctx: click.Context, db: str | None) -> None:
     """An event-sourced margin ledger for crypto-derivatives exchanges."""
-    ctx.obj = {"db": db}
+    # "db_given": what --db named, if anything; the demo never falls back to the store the
+    # other commands use (it would write a simulated day into it).
+    ctx.obj = {"db": db or os.environ.get("LEDGER_DATABASE_URL") or DEFAULT_DB, "db_given": db}
 
 
 @main.command()
@@ -274,16 +332,23 @@ def verify(ctx: click.Context, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--accounts", default=300, show_default=True, help="Accounts to simulate.")
+@click.option("--accounts", type=click.IntRange(min=1), default=300, show_default=True,
+              help="Accounts to simulate (4 portfolio books are added to them).")
 @click.option("--seed", default=7, show_default=True, help="Random seed (the day is reproducible).")
 @click.option("--fresh/--keep", default=True, show_default=True,
-              help="Start from an empty store (SQLite file removed first).")
+              help="Clear the store of a previous demo first (--keep: ingest again into it).")
 @click.pass_context
 def demo(ctx: click.Context, accounts: int, seed: int, fresh: bool) -> None:
-    """Simulate a realistic day, ingest it, summarise, replay and verify."""
-    from ledger.demo import run_demo
+    """Simulate a realistic day, ingest it, summarise, replay and verify.
 
-    sys.exit(run_demo(ctx.obj["db"], accounts=accounts, seed=seed, fresh=fresh))
+    The demo uses a store of its own: sqlite:///demo.db unless --db names another
+    ($LEDGER_DATABASE_URL is not used). It writes only into a new or empty store or one a
+    previous demo made, and refuses (exit 2) any other, changing nothing there.
+    """
+    from ledger.demo import DEMO_DB, run_demo
+
+    url = ctx.obj["db_given"] or DEMO_DB
+    sys.exit(run_demo(url, accounts=accounts, seed=seed, fresh=fresh))
 
 
 @main.command()
