@@ -153,3 +153,13 @@ def test_fill_conserves_value_linear(qty: Decimal, entry: Decimal, fill: Decimal
     assert outcome.closed_qty + outcome.opened_qty == abs(fill)
     # The average entry may be a non-terminating quotient (34 digits), hence the tolerance.
     assert abs(before + fill_upl - (outcome.realized_pnl + after)) <= D("1e-20")
+
+
+def test_an_exact_inverse_pnl_is_exact() -> None:
+    """Short 105 contracts of 0.125 USD from 3 to 7: −13.125 × (1/3 − 1/7) = −13.125 × 4/21
+    = −52.5/21 = −2.5 exactly. With 1/3 and 1/7 each rounded to 34 digits first, the result
+    was −2.499999999999999999999999999999999 (issue 13, point 5)."""
+    assert unrealized_pnl(D(-105), D(3), D(7), D("0.125"), inverse=True) == D("-2.5")
+    assert numbers.to_str(unrealized_pnl(D(-105), D(3), D(7), D("0.125"), inverse=True)) == "-2.5"
+    # Closing the same short at 7 realises the same −2.5 (side −1, 105 closed).
+    assert realized_pnl(D(105), D(3), D(7), D("0.125"), -1, inverse=True) == D("-2.5")
