@@ -17,7 +17,7 @@ import re
 import sys
 import traceback
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -42,7 +42,7 @@ def _parse_time(value: str | None) -> datetime | None:
         raise click.BadParameter(str(error)) from None
 
 
-def store_unavailable(message: str) -> None:
+def store_unavailable(message: str) -> NoReturn:
     """Print the contract's `store_unavailable` line on stderr and exit 2."""
     click.echo(json.dumps({"error": "store_unavailable", "message": message}), err=True)
     sys.exit(2)
@@ -65,7 +65,7 @@ def missing_store(url: str) -> str | None:
 
         path = sqlite_path(url)
         if path == ":memory:":
-            return "no ledger store in sqlite:///:memory: (a memory store is empty in a new process)"
+            return "no ledger store in sqlite:///:memory: (a new process's memory is empty)"
         where = str(Path(path).resolve())
         if not Path(path).is_file():
             return (f"no ledger store at {where}: the file does not exist (check --db or "
@@ -129,7 +129,6 @@ def open_ledger(url: str, create: bool = False) -> Ledger:
         return Ledger(url)
     except Exception as error:  # noqa: BLE001 - any failure to reach the store is exit 2
         store_unavailable(str(error))
-        raise AssertionError("unreachable") from error
 
 
 class LedgerGroup(click.Group):
