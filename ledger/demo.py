@@ -303,9 +303,16 @@ def store_contents(url: str) -> str:
             marked = "ledger_commands" in tables and conn.execute(
                 "SELECT 1 FROM ledger_commands WHERE command_key = %s", (MARKER_KEY,)
             ).fetchone() is not None
-    if not tables:
-        return "nothing"
+    if not tables or (tables == {"alembic_version"} and not _stamped(url)):
+        return "nothing"  # (an empty alembic_version: a PostgreSQL demo cleared, not re-made)
     return "demo" if marked else "other"
+
+
+def _stamped(url: str) -> bool:
+    """Tell whether the store's alembic_version table holds a revision."""
+    from ledger.application import schema
+
+    return schema.current(url) is not None
 
 
 def prepare_store(url: str, *, fresh: bool) -> str:

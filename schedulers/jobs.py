@@ -139,13 +139,15 @@ class Jobs:
 
     @staticmethod
     def _listed_by(schedules: list[p.FundingSchedule], at: datetime) -> bool:
-        """Tell whether any instrument was listed at or before `at`.
+        """Tell whether a sweep at `at` comes after the store's first listing (or the store
+        lists nothing yet: the sweep of an empty store is harmless and shows liveness).
 
         Before the first listing nobody can hold a position or owe anything, so a sweep has
         nothing to judge and is not due: a simulated clock started before the store's reference
         data (`--from 2025-01-01` on a store listed in March) must not send sweeps about times
         for which the ledger has no terms, let alone prices."""
-        return any(schedule.changes and schedule.changes[0][0] <= at for schedule in schedules)
+        listings = [schedule.changes[0][0] for schedule in schedules if schedule.changes]
+        return not listings or min(listings) <= at
 
     def _instruments(self) -> tuple[list[p.FundingSchedule], list[tuple[datetime, bool]]]:
         schedules = []

@@ -133,3 +133,17 @@ def test_on_postgres_the_demo_refuses_a_database_holding_a_ledger(
     with psycopg.connect(empty_postgres) as conn:
         streams = conn.execute("SELECT name FROM ledger_streams WHERE kind = 'account'")
         assert streams.fetchall() == [("alice",)]
+
+
+def test_on_postgres_a_demo_cleared_before_it_was_made_again_is_still_the_demos(
+    tmp_path: Path, empty_postgres: str
+) -> None:
+    """`--fresh` on PostgreSQL downgrades to base, which leaves an empty alembic_version
+    table; a demo interrupted right then must not find "a store it did not make" next time."""
+    import psycopg
+
+    with psycopg.connect(empty_postgres, autocommit=True) as conn:
+        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+    done = ledger("demo", "--db", empty_postgres, "--accounts", "1", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "every hash chain intact" in done.stdout
