@@ -226,7 +226,8 @@ def _on_scratch(pg_url: str, case: str, measure: Callable[[str], Any]) -> Any:
         drop()
 
 
-def run_bench(*, fills: int, history: int, pg_url: str | None, only: set[str]) -> int:
+def run_bench(*, fills: int, history: int, pg_url: str | None, only: set[str],
+              portfolio_accounts: int = 10_000) -> int:
     from ledger.numbers import install
 
     install()
@@ -243,7 +244,7 @@ def run_bench(*, fills: int, history: int, pg_url: str | None, only: set[str]) -
     if "portfolio" in wanted:
         from benchmarks.portfolio import bench_portfolio
 
-        results["portfolio"] = bench_portfolio(out)
+        results["portfolio"] = bench_portfolio(out, portfolio_accounts)
     if "funding" in wanted and pg_url:
         from benchmarks.funding import funding_bench
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import traceback
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from ledger.application.service import Ledger
 
 DEFAULT_DB = "sqlite:///ledger.db"
+QUICK_FILLS, QUICK_HISTORY, QUICK_PORTFOLIO, QUICK_SECONDS = 1_000, 500, 500, 10
 # pydantic looks up plugins through package metadata at first use (~0.1 s); we use none.
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 log = logging.getLogger("ledger")
@@ -40,58 +42,195 @@ def _parse_time(value: str | None) -> datetime | None:
         raise click.BadParameter(str(error)) from None
 
 
-def open_ledger(url: str) -> Ledger:
-    """Open the store, or exit 2 when it cannot be reached."""
+def store_unavailable(message: str) -> NoReturn:
+    """Print the contract's `store_unavailable` line on stderr and exit 2."""
+    click.echo(json.dumps({"error": "store_unavailable", "message": message}), err=True)
+    sys.exit(2)
+
+
+def missing_store(url: str) -> str | None:
+    """Return why `url` names no ledger store (None: it holds one).
+
+    A command that only reads must not create a store: `ledger --db sqlite:///tyop.db verify`
+    would otherwise check an empty store it has just made and call it intact. SQLite: the file
+    must exist and hold the event table; PostgreSQL: the database must hold the event table.
+    Raises when the store cannot be reached at all (the caller reports that as exit 2 too).
+    """
+    if url.startswith("sqlite:"):
+        import sqlite3
+        from contextlib import closing
+        from pathlib import Path
+
+        from ledger.application.store import sqlite_path
+
+        path = sqlite_path(url)
+        if path == ":memory:":
+            return "no ledger store in sqlite:///:memory: (a new process's memory is empty)"
+        where = str(Path(path).resolve())
+        if not Path(path).is_file():
+            return (f"no ledger store at {where}: the file does not exist (check --db or "
+                    "$LEDGER_DATABASE_URL; `ledger run` or `ledger migrate` creates a store)")
+        readonly = Path(where).as_uri() + "?mode=ro"
+        with closing(sqlite3.connect(readonly, uri=True, timeout=30)) as conn:
+            found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'"
+                                 " AND name = 'stored_events'").fetchone()
+        if found is None:
+            return f"no ledger store at {where}: the file holds no ledger tables"
+        return None
+    from ledger.application.schema import is_postgres
+
+    if not is_postgres(url):
+        return f"unsupported database URL: {url!r} (sqlite:///FILE or postgresql://…)"
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1),
+                         connect_timeout=5) as conn:
+        row = conn.execute("SELECT current_database(), to_regclass('ledger_events')").fetchone()
+    assert row is not None
+    if row[1] is None:
+        return (f"no ledger store in PostgreSQL database {row[0]!r}: it has no ledger tables "
+                "(check --db or $LEDGER_DATABASE_URL; `ledger migrate` creates them)")
+    return None
+
+
+def _shown(url: str) -> str:
+    """Return the URL without its password (error messages end up in logs)."""
+    from ledger.masking import mask_url
+
+    return mask_url(url)
+
+
+def require_store(url: str) -> None:
+    """Exit 2 (`store_unavailable`) unless `url` names an existing ledger store."""
+    try:
+        why = missing_store(url)
+    except Exception as error:  # noqa: BLE001 - any failure to reach the store is exit 2
+        why = f"cannot reach the store {_shown(url)}: {error}"
+    if why is not None:
+        store_unavailable(why)
+
+
+def open_ledger(url: str, create: bool = False) -> Ledger:
+    """Open the store, or exit 2 when it cannot be reached.
+
+    Only the commands that write (`run`, `migrate`, `scheduler`, `demo` into a store of its
+    own) pass `create=True`; the others refuse to make an empty store out of a mistyped URL.
+    """
     from ledger.application.service import Ledger
     from ledger.numbers import install
 
     install()
+    if not create:
+        require_store(url)
     try:
         return Ledger(url)
     except Exception as error:  # noqa: BLE001 - any failure to reach the store is exit 2
         from ledger.masking import mask_in
 
-        click.echo(json.dumps({"error": "store_unavailable",
-                               "message": mask_in(str(error), url)}), err=True)
-        sys.exit(2)
+        store_unavailable(mask_in(str(error), url))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--db", "db", default=lambda: os.environ.get("LEDGER_DATABASE_URL", DEFAULT_DB),
+class LedgerGroup(click.Group):
+    """The `ledger` group: `--db URL` is accepted after the subcommand too.
+
+    `ledger state alice --db URL` reads as naturally as `ledger --db URL state alice`; the
+    option is moved in front of the subcommand before click parses, so every subcommand (and
+    any added later) takes it without declaring it. A later `--db` wins, as click's own
+    options do. Arguments after `--` are left alone.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_db(args))
+
+
+def hoist_db(args: list[str]) -> list[str]:
+    """Return `args` with every `--db URL` / `--db=URL` after the subcommand moved before it."""
+    front: list[str] = []
+    index = 0
+    while index < len(args) and args[index].startswith("-") and args[index] != "--":
+        takes_value = args[index] == "--db"
+        front.append(args[index])
+        if takes_value and index + 1 < len(args):
+            front.append(args[index + 1])
+            index += 1
+        index += 1
+    moved: list[str] = []
+    rest: list[str] = []
+    tail = args[index:]
+    position = 0
+    while position < len(tail):
+        item = tail[position]
+        if item == "--":
+            rest.extend(tail[position:])
+            break
+        if item == "--db" and position + 1 < len(tail):
+            moved.extend(tail[position:position + 2])
+            position += 2
+            continue
+        if item.startswith("--db="):
+            moved.append(item)
+        else:
+            rest.append(item)
+        position += 1
+    return [*front, *moved, *rest]
+
+
+EPILOG = """\b
+The store: --db URL (before or after the command), else $LEDGER_DATABASE_URL, else
+sqlite:///ledger.db. `ledger demo` uses a store of its own (sqlite:///demo.db).
+
+\b
+Shell completion (bash; zsh and fish likewise with zsh_source / fish_source):
+  eval "$(_LEDGER_COMPLETE=bash_source ledger)"
+"""
+
+
+@click.group(cls=LedgerGroup, epilog=EPILOG,
+             context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--db", "db", default=None, metavar="URL",
               show_default="sqlite:///ledger.db or $LEDGER_DATABASE_URL",
               help="Store URL: sqlite:///FILE or postgresql://user@host/db.")
 @click.pass_context
-def main(ctx: click.Context, db: str) -> None:
+def main(ctx: click.Context, db: str | None) -> None:
     """An event-sourced margin ledger for crypto-derivatives exchanges."""
-    ctx.obj = {"db": db}
+    # "db_given": what --db named, if anything; the demo never falls back to the store the
+    # other commands use (it would write a simulated day into it).
+    ctx.obj = {"db": db or os.environ.get("LEDGER_DATABASE_URL") or DEFAULT_DB, "db_given": db}
 
 
 @main.command()
-@click.argument("feed", type=click.Path(dir_okay=False))
+@click.argument("feed", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--batch", "batch_size", default=1000, show_default=True,
               help="Commands per transaction.")
 @click.option("--progress/--no-progress", default=None,
-              help="Progress bar (default: when stderr is a terminal).")
+              help="Progress bar (default: when stderr is a terminal and FEED is a file).")
 @click.pass_context
 def run(ctx: click.Context, feed: str, batch_size: int, progress: bool | None) -> None:
-    """Apply a JSONL feed of commands, in order."""
+    """Apply a JSONL feed of commands, in order (FEED `-`: standard input).
+
+    Each rejected line prints one JSON line on stderr; a last JSON line gives the counts:
+    {"applied": N, "acknowledged": N, "rejected": N}.
+    """
     from ledger.application.feed import FeedUnreadable, Rejection, read_lines, run_feed
 
-    if not os.path.isfile(feed) or not os.access(feed, os.R_OK):
+    from_stdin = feed == "-"
+    if not from_stdin and (not os.path.isfile(feed) or not os.access(feed, os.R_OK)):
         click.echo(json.dumps({"error": "feed_unreadable", "message": f"cannot read {feed}"}),
                    err=True)
         sys.exit(2)
-    ledger = open_ledger(ctx.obj["db"])
+    ledger = open_ledger(ctx.obj["db"], create=True)
 
     def reject(rejection: Rejection) -> None:
+        rejection.message = _on_its_line(rejection.message, rejection.line)
         click.echo(json.dumps(rejection.as_dict(), ensure_ascii=False), err=True)
 
-    show = sys.stderr.isatty() if progress is None else progress
+    show = (sys.stderr.isatty() if progress is None else progress) and not from_stdin
     try:
         if show:
             report = _run_with_progress(ledger, feed, reject, batch_size)
         else:
-            report = run_feed(ledger, read_lines(feed), reject, batch_size=batch_size)
+            lines = _stdin_lines() if from_stdin else read_lines(feed)
+            report = run_feed(ledger, _physical(lines), reject, batch_size=batch_size)
     except FeedUnreadable as error:
         click.echo(json.dumps({"error": "feed_unreadable", "message": str(error)}), err=True)
         sys.exit(2)
@@ -110,10 +249,41 @@ def run(ctx: click.Context, feed: str, batch_size: int, progress: bool | None) -
         click.echo(json.dumps({"line": report.internal_error_line, "error": "internal_error",
                                "message": f"{type(failure).__name__}: {failure}"}), err=True)
         sys.exit(3)
-    if show:
-        click.echo(f"applied {report.applied}, acknowledged {report.acknowledged}, "
-                   f"rejected {len(report.rejected)}", err=True)
+    # The counts as one more JSON line, so that every line `run` writes on stderr parses.
+    click.echo(json.dumps({"applied": report.applied, "acknowledged": report.acknowledged,
+                           "rejected": len(report.rejected)}), err=True)
     sys.exit(1 if report.rejected else 0)
+
+
+def _stdin_lines() -> Any:
+    """Yield (physical line number, text) of standard input, like `feed.read_lines`: blank
+    lines skipped but counted, a line that is not UTF-8 rejected on its own."""
+    from ledger.application.feed import NOT_UTF8
+
+    for number, raw in enumerate(sys.stdin.buffer, start=1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            yield number, NOT_UTF8
+            continue
+        if text.strip():
+            yield number, text
+
+
+def _physical(lines: Any) -> Any:
+    """Drop each line's terminator before it is parsed: JSON counts the newline, so a line cut
+    short was reported as "line 2 column 1" inside physical line 22."""
+    for number, text in lines:
+        yield number, text.removesuffix("\n").removesuffix("\r")
+
+
+_JSON_POSITION = re.compile(r": line 1 column (\d+) \(char \d+\)")
+
+
+def _on_its_line(message: str, line: int) -> str:
+    """Say where a JSON error is in the feed's terms: "at column 40 of line 22", not the
+    parser's "line 1 column 40 (char 39)" of the one line it was given."""
+    return _JSON_POSITION.sub(lambda m: f" at column {m.group(1)} of line {line}", message)
 
 
 def _run_with_progress(ledger: Ledger, feed: str, reject: Any, batch_size: int) -> Any:
@@ -127,38 +297,96 @@ def _run_with_progress(ledger: Ledger, feed: str, reject: Any, batch_size: int) 
                TimeRemainingColumn())
     with Progress(*columns, transient=False) as bar:
         task = bar.add_task("ingesting", total=total)
-        return run_feed(ledger, read_lines(feed), reject,
+        return run_feed(ledger, _physical(read_lines(feed)), reject,
                         on_progress=lambda n: bar.advance(task, n), batch_size=batch_size)
 
 
 @main.command()
 @click.argument("account", required=False)
 @click.option("--at", "at", help="RFC 3339 time (default: the latest event in the store).")
-@click.option("--all", "every", is_flag=True, help="Every account.")
-@click.option("--json", "as_json", is_flag=True, help="JSON for machines.")
+@click.option("--all", "every", is_flag=True, help="Every account (a table: one row each).")
+@click.option("--details", is_flag=True,
+              help="With --all: every account's full tables, not one summary row each.")
+@click.option("--json", "as_json", is_flag=True, help="JSON for machines (exact figures).")
 @click.pass_context
-def state(ctx: click.Context, account: str | None, at: str | None, every: bool,
+def state(ctx: click.Context, account: str | None, at: str | None, every: bool, details: bool,
           as_json: bool) -> None:
-    """Show an account's state at any second."""
+    """Show an account's state at any second.
+
+    Tables round figures for reading (prices to the mark's places, amounts to the asset's
+    precision, USD to cents, ratios to 4 places); --json prints them exactly.
+    """
     from ledger.application import queries
-    from ledger.errors import LedgerError
+    from ledger.errors import LedgerError, UnknownAccountError
 
     moment = _parse_time(at)
+    if every and account:
+        raise click.UsageError(f"give an ACCOUNT or --all, not both (got {account!r} and --all)")
     if not every and not account:
         raise click.UsageError("give an ACCOUNT or --all")
+    if details and not every:
+        raise click.UsageError("--details is for --all (one account is always shown in full)")
     ledger = open_ledger(ctx.obj["db"])
     try:
         result: Any = (queries.all_states(ledger, moment) if every
                        else queries.state(ledger, account or "", moment))
+    except UnknownAccountError as error:
+        click.echo(json.dumps({"error": error.code,
+                               "message": _not_yet(ledger, account or "", moment) or str(error)}),
+                   err=True)
+        sys.exit(1)
     except LedgerError as error:
         click.echo(json.dumps({"error": error.code, "message": str(error)}), err=True)
         sys.exit(1)
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False))
         return
-    from ledger.tables import print_states
+    from ledger.tables import print_states, print_summary
 
-    print_states(result if every else [result])
+    if every and not details:
+        print_summary(result)
+    else:
+        print_states(result if every else [result], _units(ledger, result if every else [result]))
+
+
+def _not_yet(ledger: Ledger, account: str, at: datetime | None) -> str | None:
+    """Say that `account` did not exist yet at `at`, with its opening time (None: it never
+    existed at all, and `unknown account` says so)."""
+    from ledger.domain.ids import account_id
+    from ledger.times import format_at
+
+    if at is None or account not in ledger.account_names():
+        return None
+    first = ledger.account_history(account_id(account), lte=1)
+    if not first:
+        return None
+    return (f"account {account!r} did not exist yet at {format_at(at)}: it was opened at "
+            f"{format_at(first[0].at)}")
+
+
+def _units(ledger: Ledger, states: list[dict[str, Any]]) -> Any:
+    """Return each shown asset's precision and each shown instrument's settle asset, as of
+    each state's time (what the tables round to)."""
+    from ledger.errors import LedgerError
+    from ledger.tables import Units
+    from ledger.times import parse_at
+
+    units = Units()
+    for item in states:
+        at = parse_at(item["as_of"])
+        for asset in item["balances"]:
+            try:
+                units.precision[asset] = ledger.require_asset(asset, at).precision
+            except LedgerError:
+                continue  # not listed then: the display helper's default places
+        for position in item["positions"]:
+            try:
+                terms = ledger.require_instrument(position["symbol"], at)
+                units.settle[position["symbol"]] = terms.settle
+                units.precision[terms.settle] = ledger.require_asset(terms.settle, at).precision
+            except LedgerError:
+                continue
+    return units
 
 
 @main.command()
@@ -173,9 +401,13 @@ def events(ctx: click.Context, account: str, since: str | None, until: str | Non
     from ledger.application import queries
     from ledger.errors import LedgerError
 
+    start, end = _parse_time(since), _parse_time(until)
+    if start is not None and end is not None and start > end:
+        raise click.UsageError(f"--since {since} is later than --until {until}: no event can "
+                               "be in between")
     ledger = open_ledger(ctx.obj["db"])
     try:
-        result = queries.events(ledger, account, _parse_time(since), _parse_time(until))
+        result = queries.events(ledger, account, start, end)
     except LedgerError as error:
         click.echo(json.dumps({"error": error.code, "message": str(error)}), err=True)
         sys.exit(1)
@@ -208,16 +440,23 @@ def verify(ctx: click.Context, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--accounts", default=300, show_default=True, help="Accounts to simulate.")
+@click.option("--accounts", type=click.IntRange(min=1), default=300, show_default=True,
+              help="Accounts to simulate (4 portfolio books are added to them).")
 @click.option("--seed", default=7, show_default=True, help="Random seed (the day is reproducible).")
 @click.option("--fresh/--keep", default=True, show_default=True,
-              help="Start from an empty store (SQLite file removed first).")
+              help="Clear the store of a previous demo first (--keep: ingest again into it).")
 @click.pass_context
 def demo(ctx: click.Context, accounts: int, seed: int, fresh: bool) -> None:
-    """Simulate a realistic day, ingest it, summarise, replay and verify."""
-    from ledger.demo import run_demo
+    """Simulate a realistic day, ingest it, summarise, replay and verify.
 
-    sys.exit(run_demo(ctx.obj["db"], accounts=accounts, seed=seed, fresh=fresh))
+    The demo uses a store of its own: sqlite:///demo.db unless --db names another
+    ($LEDGER_DATABASE_URL is not used). It writes only into a new or empty store or one a
+    previous demo made, and refuses (exit 2) any other, changing nothing there.
+    """
+    from ledger.demo import DEMO_DB, run_demo
+
+    url = ctx.obj["db_given"] or DEMO_DB
+    sys.exit(run_demo(url, accounts=accounts, seed=seed, fresh=fresh))
 
 
 @main.command()
@@ -229,15 +468,26 @@ def demo(ctx: click.Context, accounts: int, seed: int, fresh: bool) -> None:
 @click.option("--only", type=click.Choice(["ingest", "state", "portfolio", "funding",
                                            "projections"]), multiple=True,
               help="Run only these cases.")
+@click.option("--quick", is_flag=True,
+              help=f"A small run to try the bench (~{QUICK_SECONDS} s): {QUICK_FILLS:,} fills, "
+                   f"{QUICK_HISTORY:,} events of history, {QUICK_PORTFOLIO:,} portfolio "
+                   "accounts, on SQLite only.")
 @click.pass_context
 def bench(ctx: click.Context, fills: int, history: int, pg_url: str | None,
-          only: tuple[str, ...]) -> None:
-    """Measure ingest, state queries and margin computation (figures for the notes)."""
+          only: tuple[str, ...], quick: bool) -> None:
+    """Measure ingest, state queries and margin computation (figures for the notes).
+
+    Writes bench-results.json in the current directory."""
     from benchmarks.run import run_bench
 
-    sys.exit(run_bench(fills=fills, history=history,
-                       pg_url=pg_url or os.environ.get("LEDGER_BENCH_POSTGRES_URL"),
-                       only=set(only)))
+    source = ctx.get_parameter_source
+    if quick:  # sizes given explicitly still win
+        fills = QUICK_FILLS if source("fills") is click.core.ParameterSource.DEFAULT else fills
+        history = (QUICK_HISTORY if source("history") is click.core.ParameterSource.DEFAULT
+                   else history)
+    postgres = None if quick else pg_url or os.environ.get("LEDGER_BENCH_POSTGRES_URL")
+    sys.exit(run_bench(fills=fills, history=history, pg_url=postgres,
+                       only=set(only), portfolio_accounts=QUICK_PORTFOLIO if quick else 10_000))
 
 
 from projections.cli import register  # noqa: E402 - imports click only

@@ -11,6 +11,13 @@ The feed is written to `demo-feed.jsonl` beside the store and ingested exactly a
 does, with a progress bar. Then: a summary table, a replay check (a few accounts at random past
 seconds, read through the time index and snapshots, against a plain fold of every event up to
 that second), and `verify`.
+
+The demo's store is its own (issue 13): by default `sqlite:///demo.db`, never the
+`ledger.db` or `$LEDGER_DATABASE_URL` the other commands use. It writes only into a store that
+does not exist yet, an empty one, or one a previous demo made, and marks its stores with a row
+in `ledger_commands` (`MARKER_KEY`: no event, so no account, read model or scenario sees it);
+`--fresh` (the default) clears a marked store on either backend, and a store holding anything
+else is refused (`NotADemoStore`, exit 2) and left exactly as it was.
 """
 
 from __future__ import annotations
@@ -26,6 +33,13 @@ from typing import Any
 from ledger.times import format_at
 
 DAY = datetime.fromisoformat("2025-03-03T00:00:00+00:00")
+DEMO_DB = "sqlite:///demo.db"
+MARKER_KEY = "ledger-demo|store"
+"""The `ledger_commands` row that marks a store as the demo's: no command type has this
+form (command keys start with the command's type), so no command can ever collide with it."""
+MARKER_HASH = "made by ledger demo; cleared by ledger demo --fresh"
+BOOKS = ("pm-hedged", "pm-calendar", "pm-inverse", "pm-stressed")
+"""The portfolio books the demo adds to the simulated accounts (see `DayBuilder`)."""
 TIERS_BTC = [{"up_to": "50", "ratio": "0.95"}, {"up_to": "200", "ratio": "0.9"},
              {"up_to": "1000", "ratio": "0.8"}, {"up_to": None, "ratio": "0"}]
 TIERS_ETH = [{"up_to": "500", "ratio": "0.9"}, {"up_to": "2000", "ratio": "0.8"},
@@ -251,29 +265,142 @@ def write_feed(path: Path, commands: list[dict[str, Any]]) -> None:
             handle.write(json.dumps(command, separators=(",", ":")) + "\n")
 
 
+class NotADemoStore(Exception):
+    """The store holds something the demo did not write: the demo leaves it alone."""
+
+
+def store_contents(url: str) -> str:
+    """Return what `url` holds, for the demo: "nothing" (absent or no table at all), "demo" (a
+    store marked by a previous demo) or "other" (anything else: never touched).
+
+    Raises when the store cannot be reached (exit 2 as `store_unavailable`)."""
+    if url.startswith("sqlite:"):
+        import sqlite3
+        from contextlib import closing
+
+        from ledger.application.store import sqlite_path
+
+        path = Path(sqlite_path(url))
+        if str(path) == ":memory:" or not path.exists() or (path.is_file()
+                                                            and path.stat().st_size == 0):
+            return "nothing"
+        readonly = path.resolve().as_uri() + "?mode=ro"
+        with closing(sqlite3.connect(readonly, uri=True, timeout=30)) as conn:
+            tables = {row[0] for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
+            marked = "ledger_commands" in tables and conn.execute(
+                "SELECT 1 FROM ledger_commands WHERE command_key = ?", (MARKER_KEY,)
+            ).fetchone() is not None
+    else:
+        import psycopg
+
+        from ledger.application.schema import _libpq_url
+
+        with psycopg.connect(_libpq_url(url), connect_timeout=5) as conn:
+            tables = {row[0] for row in conn.execute(
+                "SELECT table_name FROM information_schema.tables"
+                " WHERE table_schema NOT IN ('pg_catalog', 'information_schema')")}
+            marked = "ledger_commands" in tables and conn.execute(
+                "SELECT 1 FROM ledger_commands WHERE command_key = %s", (MARKER_KEY,)
+            ).fetchone() is not None
+    if not tables or (tables == {"alembic_version"} and not _stamped(url)):
+        return "nothing"  # (an empty alembic_version: a PostgreSQL demo cleared, not re-made)
+    return "demo" if marked else "other"
+
+
+def _stamped(url: str) -> bool:
+    """Tell whether the store's alembic_version table holds a revision."""
+    from ledger.application import schema
+
+    return schema.current(url) is not None
+
+
+def prepare_store(url: str, *, fresh: bool) -> str:
+    """Make `url` ready for the demo; return what it held ("nothing" or "demo").
+
+    A store holding anything but a previous demo raises `NotADemoStore` before anything is
+    written. `fresh` clears a previous demo: the SQLite file is removed; on PostgreSQL every
+    table of the ledger's schema is dropped (`alembic downgrade base`) and made again."""
+    found = store_contents(url)
+    if found == "other":
+        raise NotADemoStore(
+            f"{_where(url)} holds data the demo did not write: the demo only writes into a new "
+            f"or empty store, or one a previous demo made, and leaves this one as it is. Choose "
+            f"another store: `ledger demo` (its own {DEMO_DB}) or `ledger demo --db "
+            f"sqlite:///another.db`.")
+    if found == "demo" and fresh:
+        if url.startswith("sqlite:"):
+            from ledger.application.store import sqlite_path
+
+            for suffix in ("", "-wal", "-shm"):
+                Path(sqlite_path(url) + suffix).unlink(missing_ok=True)
+        else:
+            from ledger.application import schema
+
+            schema.downgrade(url, "base")
+    return found
+
+
+def mark_store(url: str) -> None:
+    """Write the demo's marker row (once) into a store the demo has just made its own."""
+    from sqlalchemy import text
+
+    from ledger.application import schema
+
+    engine = schema.create_engine(url, write=True)
+    try:
+        with engine.begin() as conn:
+            seen = conn.execute(text("SELECT 1 FROM ledger_commands WHERE command_key = :key"),
+                                {"key": MARKER_KEY}).first()
+            if seen is None:
+                conn.execute(text("INSERT INTO ledger_commands (command_key, content_hash,"
+                                  " at_micros) VALUES (:key, :hash, 0)"),
+                             {"key": MARKER_KEY, "hash": MARKER_HASH})
+    finally:
+        engine.dispose()
+
+
+def _where(url: str) -> str:
+    if url.startswith("sqlite:"):
+        from ledger.application.store import sqlite_path
+
+        return f"the store {Path(sqlite_path(url)).resolve()}"
+    from urllib.parse import urlsplit
+
+    return f"the PostgreSQL database {urlsplit(url).path.lstrip('/') or 'postgres'!r}"
+
+
 def run_demo(url: str, *, accounts: int = 300, seed: int = 7, fresh: bool = True) -> int:
+    """Run the demo into `url` (see the module docstring); return the exit status."""
     from rich.console import Console
 
+    from ledger.cli import open_ledger, store_unavailable
+
+    assert accounts >= 1, accounts
     console = Console(stderr=False)
-    if url.startswith("sqlite:///") and fresh:
-        db = Path(url.removeprefix("sqlite:///"))
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(db) + suffix).unlink(missing_ok=True)
-        feed_path = db.with_name("demo-feed.jsonl")
+    try:
+        prepare_store(url, fresh=fresh)
+    except NotADemoStore as error:
+        store_unavailable(f"refusing to run the demo: {error}")
+    except Exception as error:  # noqa: BLE001 - any failure to reach the store is exit 2
+        store_unavailable(f"cannot reach {_where(url)}: {error}")
+    if url.startswith("sqlite:"):
+        from ledger.application.store import sqlite_path
+
+        feed_path = Path(sqlite_path(url)).with_name("demo-feed.jsonl")
     else:
         feed_path = Path("demo-feed.jsonl")
     commands = DayBuilder(accounts, seed).build()
     write_feed(feed_path, commands)
-    console.print(f"[bold]A simulated day[/]: {len(commands):,} commands for {accounts} accounts "
-                  f"written to {feed_path}")
-    from ledger.cli import open_ledger
-
-    ledger = open_ledger(url)
+    console.print(f"[bold]A simulated day[/]: {len(commands):,} commands for {accounts:,} "
+                  f"accounts and {len(BOOKS)} portfolio books written to {feed_path}")
+    ledger = open_ledger(url, create=True)
+    mark_store(url)
     started = time.perf_counter()
     report = _ingest(ledger, feed_path, len(commands))
     elapsed = time.perf_counter() - started
-    console.print(f"ingested in {elapsed:.1f} s: {report.applied:,} applied, "
-                  f"{report.acknowledged:,} acknowledged, {len(report.rejected):,} rejected "
+    console.print(f"ingested into {_where(url)} in {elapsed:.1f} s: {report.applied:,} applied, "
+                  f"{report.acknowledged:,} acknowledged, {len(report.rejected):,} rejected"
                   + _rejection_summary(report))
     if report.internal_error is not None:
         console.print(f"[red]internal error at line {report.internal_error_line}: "
@@ -284,7 +411,7 @@ def run_demo(url: str, *, accounts: int = 300, seed: int = 7, fresh: bool = True
     from ledger.application.queries import verify
 
     accounts_checked, events_checked, breaks = verify(open_ledger(url))
-    console.print(f"verify: {events_checked:,} events in {accounts_checked} accounts, "
+    console.print(f"verify: {events_checked:,} account events in {accounts_checked:,} accounts, "
                   + ("every hash chain intact" if not breaks else f"[red]{len(breaks)} broken"))
     return 0 if ok and not breaks else 1
 
@@ -302,12 +429,18 @@ def _ingest(ledger: Any, path: Path, total: int) -> Any:
 
 
 def _rejection_summary(report: Any) -> str:
-    counts: dict[str, int] = {}
+    """Say what was rejected and why that is expected: the simulated users sometimes ask for
+    more than their margin allows (a fill too large, a withdrawal or transfer beyond what is
+    available), and the ledger refuses those commands as the contract says."""
+    counts: dict[tuple[str, str], int] = {}
     for rejection in report.rejected:
-        counts[rejection.error] = counts.get(rejection.error, 0) + 1
+        key = (rejection.error, rejection.type or "line")
+        counts[key] = counts.get(key, 0) + 1
     if not counts:
         return ""
-    return "(" + ", ".join(f"{code}: {n}" for code, n in sorted(counts.items())) + ")"
+    listed = ", ".join(f"{n} {kind} ({code})" for (code, kind), n in sorted(counts.items()))
+    return (f": {listed} — simulated users asking for more than their margin allows, refused "
+            "as the contract says")
 
 
 def summarise(url: str, console: Any) -> None:
@@ -319,14 +452,20 @@ def summarise(url: str, console: Any) -> None:
     ledger = open_ledger(url)
     states = all_states(ledger)
     events = ledger.recorder.max_notification_id() or 0
+    # An account's version is the number of its events: their sum is what `verify` checks.
+    account_events = sum(int(s["version"]) for s in states)
+    books = sum(1 for s in states if s["account"] in BOOKS)
     equity = sum((Decimal(s["margin"]["equity_usd"]) for s in states), Decimal(0))
     by_mode: dict[str, int] = {}
     for item in states:
         by_mode[item["mode"]] = by_mode.get(item["mode"], 0) + 1
     table = Table(title="The day in the ledger", show_header=False)
-    table.add_row("accounts", f"{len(states):,} ("
-                  + ", ".join(f"{m} {n}" for m, n in sorted(by_mode.items())) + ")")
-    table.add_row("events", f"{events:,}")
+    table.add_row("accounts", f"{len(states):,} = {len(states) - books:,} simulated + {books} "
+                  "portfolio books (" + ", ".join(f"{m} {n}" for m, n in sorted(by_mode.items()))
+                  + ")")
+    table.add_row("events", f"{events:,} in the log = {account_events:,} account events (what "
+                  f"verify checks) + {events - account_events:,} reference data (assets, "
+                  "instruments, prices, funding)")
     table.add_row("equity (USD, at index)", f"{equity:,.2f}")
     table.add_row("open positions", f"{sum(len(s['positions']) for s in states):,}")
     table.add_row("accounts in debt",
@@ -388,9 +527,14 @@ def replay_check(url: str, console: Any, rng: random.Random, samples: int = 6) -
     ledger = open_ledger(url)
     names = ledger.account_names()
     all_ok = True
+    end = DAY + timedelta(seconds=86_000)
     for _ in range(samples):
         name = rng.choice(names)
-        at = DAY + timedelta(seconds=rng.randint(600, 86_000))
+        # A second between the account's opening and the end of the day (a book opened at
+        # noon did not exist at 09:00: asking for its state then is `unknown_account`).
+        opened = max(ledger.account_history(account_id(name), lte=1)[0].at,
+                     DAY + timedelta(seconds=600))
+        at = opened + timedelta(seconds=rng.randint(0, int((end - opened).total_seconds())))
         indexed = state(ledger, name, at)
         folded = None
         for event in ledger.account_history(account_id(name)):

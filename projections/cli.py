@@ -47,6 +47,13 @@ def _unreachable(error: Exception) -> None:
     sys.exit(2)
 
 
+def _require_store(url: str) -> None:
+    """Exit 2 unless `url` names an existing ledger store (only `migrate` creates one)."""
+    from ledger.cli import require_store
+
+    require_store(url)
+
+
 @click.command()
 @click.option("--revision", default="head", show_default=True,
               help="Target revision (alembic's names: head, 0002, …).")
@@ -61,10 +68,29 @@ def migrate(ctx: click.Context, revision: str) -> None:
             before = schema.current(url)
         except Exception as error:  # noqa: BLE001 - any failure to reach the store is exit 2
             _unreachable(error)
+        _check_revision(url, revision)
         schema.upgrade(url, revision)
         after = schema.current(url)
     click.echo(f"schema {before or 'none'} → {after}" if before != after
                else f"schema already at {after}")
+
+
+def _check_revision(url: str, revision: str) -> None:
+    """Refuse a revision Alembic cannot find as a usage error (exit 2), before any change."""
+    import re
+
+    from alembic.script import ScriptDirectory
+    from alembic.util.exc import CommandError
+
+    from ledger.application import schema
+
+    if re.fullmatch(r"[+-]\d+", revision):
+        return  # relative to the store's revision: Alembic resolves it
+    try:
+        ScriptDirectory.from_config(schema.alembic_config(url)).get_revisions(revision)
+    except CommandError as error:
+        raise click.BadParameter(f"{error} (known: head, base, 0001 … {schema.HEAD})",
+                                 param_hint="--revision") from None
 
 
 @click.group()
@@ -78,14 +104,22 @@ def projections() -> None:
               help="Notifications per transaction.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar while catching up (default: when stderr is a terminal).")
+@click.option("--report-seconds", type=click.FloatRange(min=0.1), default=None,
+              help="While following: seconds between status lines on stderr (default: 1 on "
+                   "a terminal, where the line is rewritten in place; 60 otherwise).")
 @click.pass_context
-def run(ctx: click.Context, once: bool, page_size: int, progress: bool | None) -> None:
-    """Follow the log and keep the read models current (Ctrl-C stops between pages)."""
+def run(ctx: click.Context, once: bool, page_size: int, progress: bool | None,
+        report_seconds: float | None) -> None:
+    """Follow the log and keep the read models current (Ctrl-C stops between pages).
+
+    While it follows, a status line (position, notifications applied) is kept current on a
+    terminal and logged every minute otherwise; `--once` catches up and exits."""
     from ledger.numbers import install
     from projections.runner import Runner, status
 
     install()
     url = ctx.obj["db"]
+    _require_store(url)
     with _internal_errors():
         try:
             runner = Runner(url, page_size=page_size)
@@ -94,7 +128,8 @@ def run(ctx: click.Context, once: bool, page_size: int, progress: bool | None) -
         stop = threading.Event()
         try:
             show = sys.stderr.isatty() if progress is None else progress
-            with _progress(show, status(url).lag) as advance:
+            with _progress(show, status(url).lag) as advance, \
+                    _following(runner, not once, report_seconds, stop):
                 applied = runner.run(until_caught_up=once, stop=stop, on_page=advance)
         except KeyboardInterrupt:
             stop.set()
@@ -104,6 +139,41 @@ def run(ctx: click.Context, once: bool, page_size: int, progress: bool | None) -
     if applied >= 0:
         click.echo(f"applied {applied} notifications; position {runner.position or 0}",
                    err=True)
+
+
+@contextmanager
+def _following(runner: Any, follow: bool, every_s: float | None, stop: threading.Event
+               ) -> Iterator[None]:
+    """While the runner follows the log, say where it is: a line rewritten in place on a
+    terminal, a plain line every `every_s` seconds otherwise (60 by default: a log file)."""
+    if not follow:
+        yield
+        return
+    terminal = sys.stderr.isatty()
+    interval = every_s if every_s is not None else (1.0 if terminal else 60.0)
+    start = runner.position or 0
+    click.echo(f"following the log from position {start} (Ctrl-C stops)", err=True)
+    done = threading.Event()
+
+    def report() -> None:
+        while not done.wait(interval) and not stop.is_set():
+            position = runner.position or 0
+            line = (f"projections: at position {position}, applied {position - start} "
+                    "since start")
+            if terminal:
+                click.echo("\r" + line, err=True, nl=False)
+            else:
+                click.echo(line, err=True)
+
+    reporter = threading.Thread(target=report, name="projections-status", daemon=True)
+    reporter.start()
+    try:
+        yield
+    finally:
+        done.set()
+        reporter.join()
+        if terminal:
+            click.echo(err=True)
 
 
 @contextmanager
@@ -133,6 +203,7 @@ def rebuild(ctx: click.Context, yes: bool, page_size: int) -> None:
     install()
     if not yes:
         click.confirm("Empty every read model and rebuild it from the log?", abort=True)
+    _require_store(ctx.obj["db"])
     with _internal_errors():
         applied = rebuild_all(ctx.obj["db"], page_size=page_size)
     click.echo(f"rebuilt from {applied} notifications", err=True)
@@ -145,6 +216,7 @@ def show_status(ctx: click.Context, as_json: bool) -> None:
     """Show how far the read models are behind the log."""
     from projections.runner import status
 
+    _require_store(ctx.obj["db"])
     with _internal_errors():
         try:
             found = status(ctx.obj["db"])
@@ -192,6 +264,7 @@ def reconcile(ctx: click.Context, statement: str | None, as_json: bool, catch_up
             click.echo(json.dumps({"error": "statement_unreadable", "message": str(error)}),
                        err=True)
             sys.exit(2)
+    _require_store(url)
     with _internal_errors():
         try:
             if not schema.is_current(url):

@@ -133,9 +133,21 @@ class Jobs:
         due += p.due_deliveries(self.futures, now)
         due += p.due_interest(self._first_interest_at(), now, self._charged())
         sweep = p.latest_sweep(now, self.sweep_seconds)
-        if not self._recorded(sweep):
+        if self._listed_by(schedules, sweep.at) and not self._recorded(sweep):
             due.append(sweep)
         return due
+
+    @staticmethod
+    def _listed_by(schedules: list[p.FundingSchedule], at: datetime) -> bool:
+        """Tell whether a sweep at `at` comes after the store's first listing (or the store
+        lists nothing yet: the sweep of an empty store is harmless and shows liveness).
+
+        Before the first listing nobody can hold a position or owe anything, so a sweep has
+        nothing to judge and is not due: a simulated clock started before the store's reference
+        data (`--from 2025-01-01` on a store listed in March) must not send sweeps about times
+        for which the ledger has no terms, let alone prices."""
+        listings = [schedule.changes[0][0] for schedule in schedules if schedule.changes]
+        return not listings or min(listings) <= at
 
     def _instruments(self) -> tuple[list[p.FundingSchedule], list[tuple[datetime, bool]]]:
         schedules = []

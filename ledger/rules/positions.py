@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from ledger.numbers import ONE, ZERO
+from ledger.numbers import ZERO
 
 
 def sign(value: Decimal) -> int:
@@ -52,11 +52,25 @@ def realized_pnl(
     """Return the PnL of closing `closed` contracts (magnitude) of a position on `side` (±1).
 
     Linear: closed × size × (price − entry) × side; inverse: closed × size × (1/entry − 1/price)
-    × side, in coin. Example: long, closed 100 × 0.001 @50,700 from 50,250 → 45.
+    × side, in coin, computed as `inverse_pnl` (one division, last). Example: long, closed
+    100 × 0.001 @50,700 from 50,250 → 45.
     """
     if inverse:
-        return closed * contract_size * (ONE / entry - ONE / price) * side
+        return inverse_pnl(closed * side, contract_size, entry, price)
     return closed * contract_size * (price - entry) * side
+
+
+def inverse_pnl(qty: Decimal, contract_size: Decimal, entry: Decimal, price: Decimal) -> Decimal:
+    """Return the PnL in coin of `qty` signed inverse contracts from `entry` to `price`.
+
+    q × size × (1/entry − 1/price) = q × size × (price − entry) / (entry × price) (DESIGN §6.4),
+    evaluated in the second form: products and a difference are exact, and the one quotient
+    comes last, so an exact result stays exact. The first form rounds 1/entry and 1/price to
+    34 digits each before subtracting: short 105 × 0.125 from 3 to 7 gives
+    −2.499999999999999999999999999999999 instead of −2.5 (= −13.125 × 4 / 21).
+    Example: short 105 contracts of 0.125 USD, entry 3, mark 7 → −2.5 coin.
+    """
+    return qty * contract_size * (price - entry) / (entry * price)
 
 
 def apply_fill(
@@ -84,13 +98,13 @@ def unrealized_pnl(
 ) -> Decimal:
     """Return the floating PnL at `mark` (settle asset; inverse: coin). Exact.
 
-    Linear: q × size × (mark − entry); inverse: q × size × (1/entry − 1/mark).
-    Example: 100 × 0.001 × (51,000 − 50,250) = 75.
+    Linear: q × size × (mark − entry); inverse: q × size × (1/entry − 1/mark), computed as
+    `inverse_pnl` (one division, last). Example: 100 × 0.001 × (51,000 − 50,250) = 75.
     """
     if qty == ZERO:
         return ZERO
     if inverse:
-        return qty * contract_size * (ONE / entry - ONE / mark)
+        return inverse_pnl(qty, contract_size, entry, mark)
     return qty * contract_size * (mark - entry)
 
 

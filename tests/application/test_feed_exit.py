@@ -88,7 +88,15 @@ def run(url: str, path: str) -> subprocess.CompletedProcess[str]:
 
 
 def error_lines(stderr: str) -> list[dict[str, Any]]:
-    return [json.loads(text) for text in stderr.splitlines() if text.strip()]
+    """The rejection lines (the last line, the counts, has no `error`)."""
+    lines = [json.loads(text) for text in stderr.splitlines() if text.strip()]
+    return [line for line in lines if "error" in line]
+
+
+def counts(stderr: str) -> dict[str, int]:
+    """The last stderr line of a finished run: the applied, acknowledged, rejected counts."""
+    last: dict[str, int] = json.loads(stderr.splitlines()[-1])
+    return last
 
 
 def cli_state(url: str, account: str) -> dict[str, Any]:
@@ -114,7 +122,8 @@ def test_a_feed_whose_commands_are_all_applied_exits_0(store_url: str, tmp_path:
     """The balances of the module docstring: alice 10,056.05, bob 9,906.7."""
     done = run(store_url, write(tmp_path / "feed.jsonl", [json.dumps(c) for c in FEED]))
     assert done.returncode == 0, done.stderr
-    assert done.stderr == ""
+    assert error_lines(done.stderr) == []
+    assert counts(done.stderr) == {"applied": len(FEED), "acknowledged": 0, "rejected": 0}
     assert cli_state(store_url, "alice")["balances"] == {"USDT": "10056.05"}
     assert cli_state(store_url, "bob")["balances"] == {"USDT": "9906.7"}
 
@@ -210,7 +219,9 @@ def test_running_the_account_commands_again_changes_nothing_and_exits_0(
     before = stored(store_url, "alice", "bob")
     again = run(store_url, accounts)
     assert again.returncode == 0, again.stderr
-    assert again.stderr == ""
+    assert error_lines(again.stderr) == []
+    assert counts(again.stderr) == {"applied": 0, "acknowledged": len(ACCOUNTS) + len(LATER),
+                                    "rejected": 0}
     after = stored(store_url, "alice", "bob")
     assert after == before
     assert before["alice"][0]["balances"] == {"USDT": "10056.05"}

@@ -168,3 +168,13 @@ def test_isolated_margin_after_releases_pro_rata_and_allocates_what_opens() -> N
     # Inverse: 100 contracts of 10 USD at 20,000, 5× → 100 × 10 / (20,000 × 5) = 0.01 BTC.
     assert isolated_margin_after(d(0), d(0), d(0), d(100), d(10), d(20000), d(5),
                                  True) == d("0.01")
+
+
+def test_an_exact_inverse_pnl_is_exact() -> None:
+    """Short 105 contracts of 0.125 USD from 3 to 7: −13.125 × (1/3 − 1/7) = −13.125 × 4/21
+    = −52.5/21 = −2.5 exactly. With 1/3 and 1/7 each rounded to 34 digits first, the result
+    was −2.499999999999999999999999999999999 (issue 13, point 5)."""
+    assert unrealized_pnl(D(-105), D(3), D(7), D("0.125"), inverse=True) == D("-2.5")
+    assert numbers.to_str(unrealized_pnl(D(-105), D(3), D(7), D("0.125"), inverse=True)) == "-2.5"
+    # Closing the same short at 7 realises the same −2.5 (side −1, 105 closed).
+    assert realized_pnl(D(105), D(3), D(7), D("0.125"), -1, inverse=True) == D("-2.5")
