@@ -374,7 +374,7 @@ def run_demo(url: str, *, accounts: int = 300, seed: int = 7, fresh: bool = True
     """Run the demo into `url` (see the module docstring); return the exit status."""
     from rich.console import Console
 
-    from ledger.cli import open_ledger, store_unavailable
+    from ledger.opening import open_ledger, store_unavailable
 
     assert accounts >= 1, accounts
     console = Console(stderr=False)
@@ -447,7 +447,7 @@ def summarise(url: str, console: Any) -> None:
     from rich.table import Table
 
     from ledger.application.queries import all_states
-    from ledger.cli import open_ledger
+    from ledger.opening import open_ledger
 
     ledger = open_ledger(url)
     states = all_states(ledger)
@@ -521,8 +521,8 @@ def replay_check(url: str, console: Any, rng: random.Random, samples: int = 6) -
     """Compare the state read through the time index and snapshots with a plain fold of every
     event up to the same second (no snapshot, no index), for a few accounts and seconds."""
     from ledger.application.queries import render_state, state
-    from ledger.cli import open_ledger
     from ledger.domain.ids import account_id
+    from ledger.opening import open_ledger
 
     ledger = open_ledger(url)
     names = ledger.account_names()

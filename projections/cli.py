@@ -49,7 +49,7 @@ def _unreachable(error: Exception) -> None:
 
 def _require_store(url: str) -> None:
     """Exit 2 unless `url` names an existing ledger store (only `migrate` creates one)."""
-    from ledger.cli import require_store
+    from ledger.opening import require_store
 
     require_store(url)
 
