@@ -1,10 +1,10 @@
 """Canonical JSON and the SHA-256 hash chain of events (tamper evidence, DESIGN §9).
 
-Each account and reference event carries `hash = sha256(previous hash + canonical JSON of the event)`, where the
-canonical JSON holds the event's type, version and every field but the hash itself, with sorted
-keys, decimals as plain text without trailing zeros ("10000.0" is "10000") and times in
-RFC 3339. The first event chains from `GENESIS`. The same canonical form gives the content hash
-of commands (idempotency, STYLE §8).
+Each account and reference event carries `hash = sha256(previous hash + canonical JSON of the
+event)`, where the canonical JSON holds the event's type, version and every field but the hash
+itself, with sorted keys, decimals as plain text without trailing zeros ("10000.0" is "10000")
+and times in RFC 3339. The first event chains from `GENESIS`. The same canonical form gives the
+content hash of commands (idempotency, STYLE §8).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Self
 
 from eventsourcing.domain import Aggregate
 
@@ -60,12 +60,12 @@ class Reference(Aggregate):
         self.last_hash = GENESIS  # the created event's `apply` replaces it
 
     @classmethod
-    def _listed(cls, event_class: type[Any], aggregate_id: Any, **fields: Any) -> Any:
+    def _listed(cls, event_class: type[Any], aggregate_id: Any, **fields: Any) -> Self:
         """Create the stream with its first event chained from `GENESIS`."""
         digest = chain_hash(GENESIS, event_class.__name__, 1, fields)
         return cls._create(event_class, id=aggregate_id, hash=digest, **fields)
 
-    def trigger_event(self, event_class: Any, **fields: Any) -> None:  # type: ignore[override]
+    def trigger_event(self, event_class: Any, **fields: Any) -> None:
         """Trigger an event whose hash chains to the previous one (reference events have no
         defaults, so `fields` is every field the stored event will hold)."""
         digest = chain_hash(self.last_hash, event_class.__name__, self.version + 1, fields)

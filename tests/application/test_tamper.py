@@ -1,8 +1,9 @@
 """Tamper evidence beyond the account chains (docs/tamper-evidence.md), on both backends.
 
 A small store is built through the public API: two assets, a perpetual with two mark prices,
-alice long 1 BTC at 30,000 (leverage set, then filled) (mark 30,022.59: UPL +22.59), bob short, carol with 101 events (a
-snapshot at version 100, balance 149 then; 150 after) and dave, opened last (the log's tail).
+alice long 1 BTC at 30,000 (leverage set, then filled; mark 30,022.59: UPL +22.59), bob short,
+carol with 101 events (a snapshot at version 100, balance 149 then; 150 after) and dave, opened
+last (the log's tail).
 Each test tampers with it by SQL behind the ledger's back, then checks what `verify` finds,
 without and with an anchor from `seal`.
 """
@@ -354,7 +355,8 @@ def _rewrite_forward(url: str, stream: UUID, version: int,
         previous = digest
         stored = ledger.mapper.to_stored_event(event)
         _sql(url, "UPDATE {events} SET state = ? WHERE originator_id = ? AND"
-             " originator_version = ?", (stored.state, _key(url, stream), stored.originator_version))
+             " originator_version = ?",
+             (stored.state, _key(url, stream), stored.originator_version))
 
 
 def _bob_deposits_90000(fields: dict[str, Any]) -> None:
