@@ -192,7 +192,9 @@ def verify(ctx: click.Context, anchor_path: str | None, as_json: bool) -> None:
     catches edited events, snapshots and reference data (prices, terms), deletions in the
     middle of a stream or of the log, reordered events and a deleted account whose events
     leave a hole. It cannot catch events deleted from the very end of the log together with
-    their index rows, nor an edit whose chain was recomputed forward.
+    their index rows, nor an edit whose chain was recomputed forward. (On PostgreSQL a write
+    killed before it committed also leaves a hole; `seal` records the holes it finds and
+    the anchor accepts exactly those.)
     With --anchor: also every stream head sealed in the anchor is still there with its hash
     and the log reaches the sealed position, which catches those two; the store may have
     grown since. With LEDGER_SEAL_KEY set: the anchor's HMAC must match, so an anchor
