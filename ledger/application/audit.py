@@ -34,7 +34,7 @@ import hashlib
 import hmac
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
@@ -182,16 +182,6 @@ class _Store:
         return self.ledger.snapshots.mapper.to_domain_event(_stored(rows[0]))
 
 
-def _ranges(missing: Iterable[int]) -> list[tuple[int, int]]:
-    ranges: list[tuple[int, int]] = []
-    for n in missing:
-        if ranges and ranges[-1][1] == n - 1:
-            ranges[-1] = (ranges[-1][0], n)
-        else:
-            ranges.append((n, n))
-    return ranges
-
-
 def _span(gap: tuple[int, int]) -> str:
     return str(gap[0]) if gap[0] == gap[1] else f"{gap[0]}–{gap[1]}"
 
@@ -261,10 +251,11 @@ def _check_log(result: Audit, log: list[tuple[int, str, int]],
     if anchor is not None:
         accepted = {(int(a), int(b)) for a, b in anchor.get("gaps", [])}
         position = int(anchor.get("log_position", 0))
-    ids = [nid for nid, _, _ in log]
-    present = set(ids)
-    missing = (n for n in range(1, (ids[-1] if ids else 0) + 1) if n not in present)
-    result.gaps = _ranges(missing)
+    previous = 0
+    for nid, _, _ in log:  # in log order
+        if nid > previous + 1:
+            result.gaps.append((previous + 1, nid - 1))
+        previous = nid
     for gap in result.gaps:
         if gap in accepted and gap[1] <= position:
             result.notes.append(f"log gap {_span(gap)} is recorded in the anchor (accepted)")
@@ -332,8 +323,13 @@ def _check_stream(ledger: Ledger, store: _Store, result: Audit, stream: str, lab
                 if pending and pending[0] == version:
                     pending.pop(0)
                     result.snapshots += 1
-                    differs = _snapshot_differs(ledger, store.snapshot(stream, version),
-                                                aggregate)
+                    try:
+                        stored = store.snapshot(stream, version)
+                    except Exception as error:  # noqa: BLE001 - a finding, not a crash
+                        result.breaks.append(Break(label, version, "snapshot cannot be read:"
+                                                   f" {type(error).__name__}: {error}"))
+                        return
+                    differs = _snapshot_differs(ledger, stored, aggregate)
                     if differs:
                         result.breaks.append(Break(
                             label, version, "snapshot differs from the replay of its events in "

@@ -269,6 +269,17 @@ def test_an_edited_snapshot_differs_from_its_events(built: str) -> None:
         in done.stdout
 
 
+def test_unreadable_events_and_snapshots_are_breaks(built: str) -> None:
+    _sql(built, "UPDATE {events} SET state = ? WHERE originator_id = ? AND"
+         " originator_version = 2", (b"not json", _key(built, ALICE)))
+    _sql(built, "UPDATE {snapshots} SET state = ? WHERE originator_id = ? AND"
+         " originator_version = 100", (b"not json", _key(built, CAROL)))
+    found = _found(built)
+    assert _where(found) == [("alice", 2), ("carol", 100)]
+    assert found[0][2].startswith("event cannot be read: MapperDeserialisationError")
+    assert found[1][2].startswith("snapshot cannot be read: MapperDeserialisationError")
+
+
 def test_a_deleted_middle_event_breaks_the_chain_and_leaves_a_gap(built: str) -> None:
     hole = _nid(built, ALICE, 2)
     _sql(built, "DELETE FROM {events} WHERE originator_id = ? AND originator_version = 2",
