@@ -10,7 +10,8 @@ Plain verify (no anchor) reads the whole store and checks, stream by stream and 
 - every snapshot against the events it summarises: the stream is replayed from its first event
   to the snapshot's version and the folded aggregate must equal the snapshot's state.
 - the side indexes against the log: every (stream, version) of `ledger_event_index` is an event
-  and every event is indexed; every stream of `ledger_streams` has events, every event's stream
+  and every event is indexed with its own time and type (`state --at T` picks versions by the
+  index); every stream of `ledger_streams` has events, every event's stream
   is listed there, and its id is the one its kind and name give.
 - the log itself: notification ids run 1 … max with no hole. A hole means deleted events. On
   SQLite (the rowid) nothing else makes one. On PostgreSQL (a sequence) a conflicting write
@@ -35,6 +36,7 @@ import hmac
 import json
 from collections import defaultdict
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
@@ -44,6 +46,7 @@ from ledger.domain.chain import GENESIS, canonical_json, chain_hash, event_field
 from ledger.domain.ids import account_id, asset_id, instrument_id, portfolio_settings_id
 from ledger.domain.postings import unbalanced
 from ledger.domain.reference import Reference
+from ledger.times import format_at, from_micros, to_micros
 
 if TYPE_CHECKING:
     from ledger.application.service import Ledger
@@ -154,9 +157,10 @@ class _Store:
             f"SELECT {self.nid}, originator_id, originator_version FROM {self.events}"
             f" ORDER BY {self.nid}")]
 
-    def index(self) -> set[tuple[str, int]]:
-        return {(_hex(stream), version) for stream, version in self.rows(
-            "SELECT stream_id, version FROM ledger_event_index")}
+    def index(self) -> dict[tuple[str, int], tuple[int, str]]:
+        """(stream, version) → (at in microseconds, event type) of every index row."""
+        return {(_hex(stream), version): (at, kind) for stream, version, at, kind in self.rows(
+            "SELECT stream_id, version, at_micros, kind FROM ledger_event_index")}
 
     def streams(self) -> list[tuple[str, str, str]]:
         return [(stream, kind, name) for stream, kind, name in self.rows(
@@ -216,7 +220,8 @@ def audit(ledger: Ledger, anchor: Mapping[str, Any] | None = None,
     for _, stream, version in log:
         versions[stream] = max(versions[stream], version)
     _check_log(result, log, anchor)
-    _check_index(result, store.index(), {(s, v) for _, s, v in log}, labels)
+    index = store.index()
+    _check_index(result, index.keys(), {(s, v) for _, s, v in log}, labels)
     for stream in sorted(listed - versions.keys(), key=lambda s: labels[s]):
         result.breaks.append(Break(labels[stream], None,
                                    "listed in ledger_streams but has no events (deleted)"))
@@ -235,7 +240,7 @@ def audit(ledger: Ledger, anchor: Mapping[str, Any] | None = None,
         if listed.get(stream) == "account":
             result.accounts += 1
         _check_stream(ledger, store, result, stream, label, sorted(snapshots.get(stream, [])),
-                      anchored.get(stream))
+                      anchored.get(stream), index)
     for stream, head in sorted(anchored.items(), key=lambda item: item[1].label):
         if stream not in versions:
             result.breaks.append(Break(head.label, head.version,
@@ -270,7 +275,8 @@ def _check_log(result: Audit, log: list[tuple[int, str, int]],
             f" {position}: events were deleted from its end"))
 
 
-def _check_index(result: Audit, index: set[tuple[str, int]], events: set[tuple[str, int]],
+def _check_index(result: Audit, index: AbstractSet[tuple[str, int]],
+                 events: AbstractSet[tuple[str, int]],
                  labels: Mapping[str, str]) -> None:
     for stream, version in sorted(index - events):
         result.breaks.append(Break(labels.get(stream, f"stream {stream}"), version,
@@ -281,8 +287,10 @@ def _check_index(result: Audit, index: set[tuple[str, int]], events: set[tuple[s
 
 
 def _check_stream(ledger: Ledger, store: _Store, result: Audit, stream: str, label: str,
-                  snapshots: list[int], anchored: Head | None) -> None:
-    """Recompute the stream's chain; fold it up to its last snapshot and compare each."""
+                  snapshots: list[int], anchored: Head | None,
+                  index: Mapping[tuple[str, int], tuple[int, str]]) -> None:
+    """Recompute the stream's chain; check its index rows (time and type, which `state --at`
+    relies on); fold it up to its last snapshot and compare each."""
     previous = GENESIS
     chained = False
     aggregate: Any = None
@@ -314,6 +322,13 @@ def _check_stream(ledger: Ledger, store: _Store, result: Audit, stream: str, lab
             else:
                 chained = True
                 previous = digest
+            row = index.get((stream, version))
+            if row is not None and row != (to_micros(event.at), name):  # type: ignore[attr-defined]
+                result.breaks.append(Break(
+                    label, version, f"ledger_event_index says {row[1]} at"
+                    f" {format_at(from_micros(row[0]))}; the event is {name} at"
+                    f" {format_at(event.at)}"))  # type: ignore[attr-defined]
+                return
             off = unbalanced(fields.get("postings") or [])
             if off:
                 result.breaks.append(Break(label, version, f"postings do not balance: {off}"))

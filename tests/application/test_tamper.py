@@ -32,6 +32,7 @@ from ledger.domain.chain import GENESIS, chain_hash, event_fields
 from ledger.domain.ids import account_id, asset_id, instrument_id
 from ledger.domain.postings import Posting
 from ledger.errors import ConcurrentWriteError
+from ledger.times import parse_at
 
 T0 = "2025-01-01T00:00:00Z"
 T1 = "2025-01-01T01:00:00Z"
@@ -267,6 +268,17 @@ def test_an_edited_snapshot_differs_from_its_events(built: str) -> None:
     assert done.returncode == 1
     assert "carol at version 100: snapshot differs from the replay of its events in balances" \
         in done.stdout
+
+
+def test_an_edited_index_time_is_caught(built: str) -> None:
+    # `state --at` picks the version by the index: moving the fill's time hides the position.
+    assert len(queries.state(Ledger(built), "alice", parse_at(T0))["positions"]) == 1
+    _sql(built, "UPDATE ledger_event_index SET at_micros = at_micros + 3600000000 WHERE"
+         " stream_id = ? AND version = 4", (ALICE.hex,))
+    assert queries.state(Ledger(built), "alice", parse_at(T0))["positions"] == []
+    assert _found(built) == [("alice", 4, "ledger_event_index says Filled at"
+                              " 2025-01-01T01:00:00Z; the event is Filled at"
+                              " 2025-01-01T00:00:00Z")]
 
 
 def test_unreadable_events_and_snapshots_are_breaks(built: str) -> None:
