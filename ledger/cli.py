@@ -334,23 +334,75 @@ def events(ctx: click.Context, account: str, since: str | None, until: str | Non
 
 
 @main.command()
+@click.option("--anchor", "anchor_path", type=click.Path(dir_okay=False),
+              help="An anchor from `ledger seal`: also prove the store still extends it.")
 @click.option("--json", "as_json", is_flag=True, help="JSON for machines.")
 @click.pass_context
-def verify(ctx: click.Context, as_json: bool) -> None:
-    """Recompute every account's hash chain; name the first break of each."""
-    from ledger.application.queries import verify as check
+def verify(ctx: click.Context, anchor_path: str | None, as_json: bool) -> None:
+    """Check the store for tampering; name every break (exit 1 when there is one).
 
-    ledger = open_ledger(ctx.obj["db"])
-    accounts, checked, breaks = check(ledger)
+    \b
+    Without an anchor: every stream's hash chain (accounts, assets, instruments, settings),
+    postings balance, snapshots equal the replay of their events, ledger_event_index and
+    ledger_streams match the events, and the log's notification ids have no hole. This
+    catches edited events, snapshots and reference data (prices, terms), deletions in the
+    middle of a stream or of the log, reordered events and a deleted account whose events
+    leave a hole. It cannot catch events deleted from the very end of the log together with
+    their index rows, nor an edit whose chain was recomputed forward. (On PostgreSQL a write
+    killed before it committed also leaves a hole; `seal` records the holes it finds and
+    the anchor accepts exactly those.)
+    With --anchor: also every stream head sealed in the anchor is still there with its hash
+    and the log reaches the sealed position, which catches those two; the store may have
+    grown since. With LEDGER_SEAL_KEY set: the anchor's HMAC must match, so an anchor
+    forged by someone without the key is caught too. See docs/tamper-evidence.md.
+    """
+    from ledger.application.audit import AnchorError, audit, load_anchor
+
+    try:
+        anchor = load_anchor(anchor_path) if anchor_path else None
+    except AnchorError as error:
+        click.echo(json.dumps({"error": "anchor_unreadable", "message": str(error)}), err=True)
+        sys.exit(2)
+    found = audit(open_ledger(ctx.obj["db"]), anchor, os.environ.get("LEDGER_SEAL_KEY"))
     if as_json:
-        click.echo(json.dumps({"accounts": accounts, "events": checked, "breaks": [
-            {"account": b.account, "version": b.version, "reason": b.reason} for b in breaks]}))
+        click.echo(json.dumps(found.as_dict(), ensure_ascii=False))
     else:
-        click.echo(f"checked {checked} events in {accounts} accounts: "
-                   + ("every chain intact" if not breaks else f"{len(breaks)} broken"))
-        for item in breaks:
-            click.echo(f"  {item.account} breaks at version {item.version}: {item.reason}")
-    sys.exit(1 if breaks else 0)
+        legacy = f", {found.legacy} unchained (legacy)" if found.legacy else ""
+        click.echo(f"checked {found.events} events in {found.streams} streams"
+                   f" ({found.accounts} accounts{legacy}), {found.snapshots} snapshots, log"
+                   f" position {found.log_position}"
+                   + (" against the anchor" if anchor else "") + ": "
+                   + ("no break" if not found.breaks else f"{len(found.breaks)} broken"))
+        for note in found.notes:
+            click.echo(f"  note: {note}")
+        for item in found.breaks:
+            click.echo(f"  {item}")
+    sys.exit(1 if found.breaks else 0)
+
+
+@main.command()
+@click.option("--out", "out", type=click.Path(dir_okay=False),
+              help="Write the anchor to this file (default: print it).")
+@click.pass_context
+def seal(ctx: click.Context, out: str | None) -> None:
+    """Print an anchor of the store (log position, every stream's head, a root hash; an HMAC
+    when LEDGER_SEAL_KEY is set) to keep outside the database for `verify --anchor`."""
+    from ledger.application.audit import AnchorError
+    from ledger.application.audit import seal as make_anchor
+
+    try:
+        anchor = make_anchor(open_ledger(ctx.obj["db"]), os.environ.get("LEDGER_SEAL_KEY"))
+    except AnchorError as error:
+        click.echo(json.dumps({"error": "not_sealed", "message": str(error)}), err=True)
+        sys.exit(1)
+    text = json.dumps(anchor, indent=1, sort_keys=True)
+    for gap in anchor["gaps"]:
+        click.echo(f"note: log gap {gap[0]}–{gap[1]} recorded in the anchor", err=True)
+    if out:
+        with open(out, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+    else:
+        click.echo(text)
 
 
 @main.command()

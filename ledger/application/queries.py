@@ -7,16 +7,15 @@ every event with `at ≤ T`, valued with the prices and parameters in force at T
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from ledger.application.audit import Break, audit
 from ledger.application.service import Ledger
 from ledger.domain.account import Account
-from ledger.domain.chain import GENESIS, chain_hash
 from ledger.domain.ids import account_id
-from ledger.domain.postings import Posting, unbalanced
+from ledger.domain.postings import Posting
 from ledger.errors import UnknownAccountError
 from ledger.numbers import opt_str, to_str
 from ledger.rules import margin as rules
@@ -173,36 +172,16 @@ def events(
     return rendered
 
 
-@dataclass(frozen=True)
-class ChainBreak:
-    account: str
-    version: int
-    reason: str
+ChainBreak = Break  # a break's `account` names its stream (an account's name, `kind:name`…)
 
 
 def verify(ledger: Ledger) -> tuple[int, int, list[ChainBreak]]:
-    """Recompute every account's hash chain and check every event's postings balance.
+    """Check the store for tampering without an anchor (`ledger.application.audit`): every
+    stream's hash chain (accounts and reference data) and the postings of every event,
+    snapshots against their events, the side indexes against the log, and the log's
+    notification ids for holes.
 
     Returns (accounts checked, events checked, breaks), naming the first break of each chain.
     """
-    breaks: list[ChainBreak] = []
-    accounts = checked = 0
-    for name in ledger.account_names():
-        accounts += 1
-        previous = GENESIS
-        for event in ledger.account_history(account_id(name)):
-            checked += 1
-            fields = {k: v for k, v in vars(event).items() if k not in _BOOKKEEPING}
-            expected = chain_hash(previous, type(event).__name__, event.originator_version,
-                                  fields)
-            if expected != event.hash:
-                breaks.append(ChainBreak(name, event.originator_version,
-                                         "hash does not match its content and predecessor"))
-                break
-            off = unbalanced(fields.get("postings") or [])
-            if off:
-                breaks.append(ChainBreak(name, event.originator_version,
-                                         f"postings do not balance: {off}"))
-                break
-            previous = event.hash
-    return accounts, checked, breaks
+    found = audit(ledger)
+    return found.accounts, found.events, found.breaks

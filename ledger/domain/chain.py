@@ -1,10 +1,10 @@
-"""Canonical JSON and the SHA-256 hash chain of account events (tamper evidence, DESIGN §9).
+"""Canonical JSON and the SHA-256 hash chain of events (tamper evidence, DESIGN §9).
 
-Each account event carries `hash = sha256(previous hash + canonical JSON of the event)`, where the
-canonical JSON holds the event's type, version and every field but the hash itself, with sorted
-keys, decimals as plain text without trailing zeros ("10000.0" is "10000") and times in
-RFC 3339. The first event chains from `GENESIS`. The same canonical form gives the content hash
-of commands (idempotency, STYLE §8).
+Each account and reference event carries `hash = sha256(previous hash + canonical JSON of the
+event)`, where the canonical JSON holds the event's type, version and every field but the hash
+itself, with sorted keys, decimals as plain text without trailing zeros ("10000.0" is "10000")
+and times in RFC 3339. The first event chains from `GENESIS`. The same canonical form gives the
+content hash of commands (idempotency, STYLE §8).
 """
 
 from __future__ import annotations
@@ -22,6 +22,10 @@ from ledger.numbers import to_str
 from ledger.times import format_at
 
 GENESIS = "0" * 64
+
+BOOKKEEPING = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic",
+                         "hash"})
+"""Event attributes the chain does not cover: the library's bookkeeping and the hash itself."""
 
 
 def _default(value: Any) -> Any:
@@ -53,6 +57,11 @@ def chain_hash(previous: str, event_type: str, version: int, fields: Mapping[str
     """Return the hash of an event chained to `previous`."""
     body = canonical_json({"type": event_type, "version": version, "fields": fields})
     return hashlib.sha256((previous + body).encode()).hexdigest()
+
+
+def event_fields(event: Any) -> dict[str, Any]:
+    """Return the fields of a stored event that its hash covers."""
+    return {k: v for k, v in vars(event).items() if k not in BOOKKEEPING}
 
 
 def content_hash(fields: Mapping[str, Any]) -> str:

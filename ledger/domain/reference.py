@@ -10,16 +10,24 @@ travel as plain dicts (`ledger.domain.terms` converts them), so events stay plai
 Streams are non-decreasing in `at` (a command older than the stream's last event is
 `out_of_order`), except that periodic records are posted at the stream's last `at` with their
 `period` when they come late.
+
+Tamper evidence (DESIGN §9): every reference event carries `hash`, chained like an account's
+(`ledger.domain.chain`): the first event of a stream chains from `GENESIS`, each next one from
+its predecessor. Events written before reference streams were chained hold no hash: they are
+upcast with `hash = None` (class version 1 → 2) and the aggregate computes the hash they would
+have had, so the first chained event after them covers them too (`verify` reports them as
+unchained legacy events).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Self
 
 from eventsourcing.domain import Aggregate
 
+from ledger.domain.chain import GENESIS, chain_hash, event_fields
 from ledger.errors import OutOfOrderError
 from ledger.times import format_at
 
@@ -29,10 +37,19 @@ class Reference(Aggregate):
 
     class Event(Aggregate.Event):
         at: datetime
+        hash: str | None  # None: written before reference streams were chained
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["hash"] = None
 
         def apply(self, aggregate: Any) -> None:
             self.evolve(aggregate)
             aggregate.last_at = max(aggregate.last_at, self.at)
+            aggregate.last_hash = self.hash if self.hash is not None else legacy_hash(
+                aggregate.last_hash, self)
 
         def evolve(self, aggregate: Any) -> None:
             """Assign the event's effect."""
@@ -40,6 +57,19 @@ class Reference(Aggregate):
     def __init__(self, at: datetime, name: str) -> None:
         self.name = name
         self.last_at = at
+        self.last_hash = GENESIS  # the created event's `apply` replaces it
+
+    @classmethod
+    def _listed(cls, event_class: type[Any], aggregate_id: Any, **fields: Any) -> Self:
+        """Create the stream with its first event chained from `GENESIS`."""
+        digest = chain_hash(GENESIS, event_class.__name__, 1, fields)
+        return cls._create(event_class, id=aggregate_id, hash=digest, **fields)
+
+    def trigger_event(self, event_class: Any, **fields: Any) -> None:
+        """Trigger an event whose hash chains to the previous one (reference events have no
+        defaults, so `fields` is every field the stored event will hold)."""
+        digest = chain_hash(self.last_hash, event_class.__name__, self.version + 1, fields)
+        super().trigger_event(event_class, hash=digest, **fields)
 
     def require_not_before(self, at: datetime) -> None:
         if at < self.last_at:
@@ -66,7 +96,7 @@ class Asset(Reference):
 
     @classmethod
     def list(cls, asset_id: Any, at: datetime, name: str, terms: dict[str, Any]) -> Asset:
-        return cls._create(cls.AssetListed, id=asset_id, at=at, name=name, terms=terms)
+        return cls._listed(cls.AssetListed, asset_id, at=at, name=name, terms=terms)
 
     def configure(self, at: datetime, terms: dict[str, Any]) -> None:
         self.trigger_event(Asset.AssetConfigured, at=at, terms=terms)
@@ -118,7 +148,7 @@ class Instrument(Reference):
     @classmethod
     def list(cls, instrument_id: Any, at: datetime, name: str, terms: dict[str, Any]
              ) -> Instrument:
-        return cls._create(cls.InstrumentListed, id=instrument_id, at=at, name=name,
+        return cls._listed(cls.InstrumentListed, instrument_id, at=at, name=name,
                            terms=terms)
 
     def configure(self, at: datetime, terms: dict[str, Any]) -> None:
@@ -154,8 +184,14 @@ class Settings(Reference):
 
     @classmethod
     def list(cls, settings_id: Any, at: datetime, terms: dict[str, Any]) -> Settings:
-        return cls._create(cls.PortfolioMarginListed, id=settings_id, at=at,
+        return cls._listed(cls.PortfolioMarginListed, settings_id, at=at,
                            name="portfolio_margin", terms=terms)
 
     def configure(self, at: datetime, terms: dict[str, Any]) -> None:
         self.trigger_event(Settings.PortfolioMarginConfigured, at=at, terms=terms)
+
+
+def legacy_hash(previous: str, event: Reference.Event) -> str:
+    """Return the hash an unchained (legacy) reference event would have had."""
+    return chain_hash(previous, type(event).__name__, event.originator_version,
+                      event_fields(event))
