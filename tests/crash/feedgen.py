@@ -235,7 +235,8 @@ def span(seed: int, accounts: int = 20, hours: int = 12) -> tuple[str, str]:
 
 
 def write(path: Path, lines: list[str]) -> Path:
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    # surrogateescape: a fuzzed line may carry bytes that are not UTF-8 (as \udcXX)
+    path.write_bytes("".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape"))
     return path
 
 

@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -131,6 +132,7 @@ class Run:
     killed: bool = False
     rejections: list[dict[str, Any]] = field(default_factory=list)
     others: list[dict[str, Any]] = field(default_factory=list)  # non-rejection JSON lines
+    summary: dict[str, int] = field(default_factory=dict)  # `--progress`'s closing counts
 
     @property
     def traceback(self) -> bool:
@@ -144,6 +146,10 @@ class Run:
 
 
 def _parse_stderr(run: Run) -> Run:
+    found = re.search(r"applied (\d+), acknowledged (\d+), rejected (\d+)", run.stderr)
+    if found:
+        run.summary = dict(zip(("applied", "acknowledged", "rejected"),
+                               map(int, found.groups()), strict=True))
     for text in run.stderr.splitlines():
         text = text.strip()
         if not text.startswith("{"):
