@@ -107,6 +107,14 @@ def kill_trial(ref: Reference, wd: Path, rng: random.Random, *, kills: int = 1,
                 else f"ended first, exit {run.returncode}]")
             if not run.killed:
                 check_completion(trial, run, f"run {number + 1} (not killed)")
+            if run.traceback:
+                trial.fail(f"killed run {number + 1}: a Traceback before the kill: "
+                           + run.describe())
+            wrong = [r for r in run.rejections
+                     if r["line"] not in {x["line"] for x in ref.run.rejections}]
+            if wrong:
+                trial.notes.append(f"run {number + 1} rejected {len(wrong)} lines the "
+                                   f"reference applied, e.g. {wrong[:2]}")
         rerun = ledger(store.url, "run", *extra, str(ref.feed))
         if not check_completion(trial, rerun, "re-run after the kill"):
             # Does it ever move forward? One more re-run tells the lead.
