@@ -113,13 +113,13 @@ def _store_unavailable_lines(run: Run) -> list[dict[str, object]]:
 
 
 def server_kill_trial(feed: Path, wd: Path, rng: random.Random, label: str = "",
-                      cluster: Cluster | None = None) -> Trial:
+                      cluster: Cluster | None = None, wait: float = 150) -> Trial:
     """Kill the server in the middle of `ledger run`: exit 2 with a store_unavailable line
     naming the last committed line; after a restart the lines up to it are exactly what a run
     of those lines alone gives, and a re-run ends identical to an uninterrupted run."""
     if cluster is None:
         with Cluster() as own:
-            return server_kill_trial(feed, wd, rng, label, own)
+            return server_kill_trial(feed, wd, rng, label, own, wait)
     trial = Trial(f"postgres server kill {label}".strip())
     with scratch_store("postgres", wd, cluster.url) as ref_store:
         reference_run = ledger(ref_store.url, "run", str(feed))
@@ -142,13 +142,14 @@ def server_kill_trial(feed: Path, wd: Path, rng: random.Random, label: str = "",
                 cluster.kill()
             killed_at = time.perf_counter()
             try:
-                process.wait(timeout=120)
+                process.wait(timeout=wait)
                 trial.notes.append(f"the run exited {time.perf_counter() - killed_at:.1f}s "
                                    "after the kill")
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-                trial.fail("`ledger run` did not exit within 120 s of the server's death")
+                trial.fail(f"`ledger run` did not exit within {wait:.0f} s of the server's "
+                           "death (the harness SIGKILLed it)")
         finally:
             handle.close()
         stderr = (wd / "server-kill.stderr").read_text(encoding="utf-8", errors="replace")
