@@ -26,5 +26,5 @@ def test_a_server_killed_mid_run_exits_2_and_a_rerun_finishes(
         crash_feed: Path, crash_dir: Path, rng: random.Random) -> None:
     if reason := cluster_unavailable():
         pytest.skip(reason)
-    result = server_kill_trial(crash_feed, crash_dir, rng, wait=40)
+    result = server_kill_trial(crash_feed, crash_dir, rng, wait=20)
     assert result.ok, result.report()

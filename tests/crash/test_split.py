@@ -30,15 +30,20 @@ def test_a_feed_split_across_processes_equals_one_run(reference: Reference, tria
     "not_allowed_in_mode 'BTC has no risk_unit parameters' although line 13 configured the "
     "BTC risk unit; one run applies it"))
 def test_split_after_line_238_of_seed_2(crash_dir: Path) -> None:
-    """A split point found by the kill trials: the first slice ends at line 238."""
-    lines = feedgen.generate(2, 20, 12)
-    whole = feedgen.write(crash_dir / "seed2.jsonl", lines)
+    """A split point found by the kill trials: the first slice ends at line 238, the second
+    process runs lines 239-270; one process applies every line of these (only the bad lines
+    the reference rejects too are rejected)."""
+    lines = feedgen.generate(2, 20, 12)[:270]
     head = feedgen.write(crash_dir / "seed2-head.jsonl", lines[:238])
     tail = feedgen.write(crash_dir / "seed2-tail.jsonl", [""] * 238 + lines[238:])
+    whole = feedgen.write(crash_dir / "seed2-270.jsonl", lines)
     with scratch_store("sqlite", crash_dir) as one, scratch_store("sqlite", crash_dir) as two:
-        ledger(one.url, "run", str(whole))
+        once = ledger(one.url, "run", str(whole))
         ledger(two.url, "run", str(head))
-        second = ledger(two.url, "run", str(tail))
-        assert not [r for r in second.rejections if r["line"] == 244], second.rejections
-        diffs = compare(dump(one.url, crash_dir / "one.json"), dump(two.url, crash_dir / "two.json"))
+        split = ledger(two.url, "run", str(tail))
+        expected = {(r["line"], r["error"]) for r in once.rejections if r["line"] > 238}
+        got = {(r["line"], r["error"]) for r in split.rejections}
+        assert got == expected, f"only in the split run: {sorted(got - expected)}"
+        diffs = compare(dump(one.url, crash_dir / "one.json"),
+                        dump(two.url, crash_dir / "two.json"))
         assert not diffs, "\n".join(diffs)

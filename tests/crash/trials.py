@@ -250,20 +250,29 @@ def fuzz_trial(backend: str, wd: Path, seed: int, lines: int, counts: collection
             text = mixed[where - 1] if where and where <= len(mixed) else None
             rejected_now = {r["line"] for r in run.rejections}
             suspects = [n for n in sorted(mutated - rejected_now) if where and n < where][-3:]
+            culprit = (minimize_crash(mixed, mutated - rejected_now, where, backend, wd)
+                       if where else "")
             trial.fail(f"exit {run.returncode}" + (f" at line {where}: {text[:300]!r}"
                                                   if text is not None else "")
                        + "; the last accepted mutated lines before it: "
                        + "; ".join(f"{n}: {mixed[n - 1][:200]!r}" for n in suspects)
+                       + (f"; {culprit}" if culprit else "")
                        + "; " + run.describe())
         if run.traceback:
             trial.fail("a Traceback on stderr: " + run.describe())
         rejected = {r["line"] for r in run.rejections}
         for item in run.rejections:
             counts[f"rejected:{item['error']}"] += 1
+        internal = [o for o in run.others if o.get("error") == "internal_error"]
+        stop = internal[0]["line"] if internal and isinstance(internal[0].get("line"), int) \
+            else len(mixed) + 1
+        reached = {n for n in mutated if n < stop}
         counts["lines"] += len(mixed)
         counts["mutated"] += len(mutated)
-        counts["mutated rejected"] += len(rejected & mutated)
-        counts["mutated accepted"] += len(mutated - rejected)
+        counts["mutated rejected"] += len(rejected & reached)
+        counts["mutated accepted"] += len(reached - rejected)
+        counts["mutated not reached (after an exit 3)"] += len(mutated - reached)
+        counts["runs exiting 3"] += run.returncode == 3
         if run.returncode not in (0, 1):
             return trial
         accepted = [text if (number + 1) not in rejected else ""
@@ -282,6 +291,43 @@ def fuzz_trial(backend: str, wd: Path, seed: int, lines: int, counts: collection
     return trial
 
 
+def minimize_crash(mixed: list[str], accepted_mutated: set[int], where: int, backend: str,
+                   wd: Path, budget: int = 10) -> str:
+    """Bisect the accepted mutated lines before `where` for one that alone (with the valid
+    lines up to `where`) still makes the run exit 3: a minimal reproduction for the lead."""
+    candidates = sorted(n for n in accepted_mutated if n < where)
+    all_mutated = {n for n in range(1, len(mixed) + 1)} & (accepted_mutated | set())
+
+    def crashes(keep: list[int]) -> bool:
+        keep_set = set(keep)
+        lines = [text if (number + 1 not in all_mutated or number + 1 in keep_set) else ""
+                 for number, text in enumerate(mixed[:where])]
+        feed = feedgen.write(wd / "minimize.jsonl", lines)
+        with scratch_store(backend, wd) as store:
+            return ledger(store.url, "run", str(feed)).returncode == 3
+
+    if not candidates:
+        return ""
+    if not crashes(candidates):
+        return "(the crash needs lines rejected here or is not reproducible on a prefix)"
+    runs = 1
+    while len(candidates) > 1 and runs < budget:
+        half = candidates[: len(candidates) // 2]
+        other = candidates[len(candidates) // 2:]
+        runs += 1
+        if crashes(half):
+            candidates = half
+            continue
+        runs += 1
+        if crashes(other):
+            candidates = other
+            continue
+        return f"the crash needs mutated lines from both halves of {candidates[:6]}…"
+    shown = "; ".join(f"{n}: {mixed[n - 1][:300]!r}" for n in candidates[:3])
+    return (f"MINIMAL: the valid lines 1-{where} with only mutated line(s) {shown} "
+            f"still exit 3")
+
+
 # ----------------------------------------------------------------------------- the script
 
 
@@ -290,8 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=100, help="kill trials per backend")
     parser.add_argument("--backend", action="append", choices=["sqlite", "postgres"])
     parser.add_argument("--seed", type=int, default=10)
-    parser.add_argument("--accounts", type=int, default=40)
-    parser.add_argument("--hours", type=int, default=24)
+    parser.add_argument("--accounts", type=int, default=20)
+    parser.add_argument("--hours", type=int, default=12)
     parser.add_argument("--double-kill-every", type=int, default=5,
                         help="every Nth kill trial kills twice before the re-run")
     parser.add_argument("--splits", type=int, default=10, help="split trials per backend")
@@ -301,6 +347,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fuzz-lines", type=int, default=10_000)
     parser.add_argument("--only", action="append",
                         choices=["kill", "split", "scheduler", "server", "fuzz"])
+    parser.add_argument("--server-wait", type=float, default=150,
+                        help="seconds `ledger run` may take to exit after the server died")
+    parser.add_argument("--run-arg", action="append", default=[],
+                        help="extra argument of every `ledger run` of the kill trials "
+                             "(e.g. --run-arg=--batch --run-arg=7)")
     parser.add_argument("--verbose", action="store_true", help="print every trial")
     args = parser.parse_args(argv)
     backends = args.backend or ["sqlite", "postgres"]
@@ -330,21 +381,23 @@ def main(argv: list[str] | None = None) -> int:
         refs: dict[str, Reference] = {}
         for backend in backends:
             if only & {"kill", "split", "server"}:
-                refs[backend] = make_reference(feed, backend, wd)
+                refs[backend] = make_reference(feed, backend, wd, tuple(args.run_arg))
                 ref = refs[backend]
                 print(f"reference on {backend}: {ref.seconds:.1f}s, {ref.events} events, "
                       f"exit {ref.run.returncode}, {len(ref.run.rejections)} rejected lines",
                       flush=True)
                 control = Trial(f"control {backend}: a second uninterrupted run")
                 with scratch_store(backend, wd) as store:
-                    check_completion(control, ledger(store.url, "run", str(feed)), "run")
+                    check_completion(control, ledger(store.url, "run", *args.run_arg,
+                                                     str(feed)), "run")
                     compare_into(control, ref.data, store, wd)
                 record("control", control)
             if "kill" in only:
                 for number in range(args.trials):
                     kills = 2 if (number + 1) % args.double_kill_every == 0 else 1
                     record(f"kill {backend}", kill_trial(refs[backend], wd, rng, kills=kills,
-                                                         label=f"#{number + 1}"))
+                                                         label=f"#{number + 1}",
+                                                         extra=tuple(args.run_arg)))
                 print(f"kill {backend}: {totals[f'kill {backend} identical']}/"
                       f"{totals[f'kill {backend} trials']} identical", flush=True)
             if "split" in only:
@@ -363,7 +416,8 @@ def main(argv: list[str] | None = None) -> int:
             from .pgcluster import server_kill_trial
 
             for number in range(args.server_kills):
-                record("server kill", server_kill_trial(feed, wd, rng, label=f"#{number + 1}"))
+                record("server kill", server_kill_trial(feed, wd, rng, label=f"#{number + 1}",
+                                                        wait=args.server_wait))
         if "fuzz" in only and args.fuzz_lines:
             per = 500
             for number in range(max(1, args.fuzz_lines // per)):
