@@ -354,6 +354,10 @@ def main(argv: list[str] | None = None) -> int:
                              "(e.g. --run-arg=--batch --run-arg=7)")
     parser.add_argument("--verbose", action="store_true", help="print every trial")
     args = parser.parse_args(argv)
+    import signal
+
+    # SIGTERM/SIGINT: unwind, so that scratch databases and temp dirs are removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     backends = args.backend or ["sqlite", "postgres"]
     only = set(args.only or ["kill", "split", "scheduler", "server", "fuzz"])
     if "postgres" in backends and (reason := postgres_available()):
