@@ -18,7 +18,7 @@ from .harness import postgres_available, workdir
 from .trials import Reference, make_reference
 
 SEED = int(os.environ.get("CRASH_SEED", "10"))
-ACCOUNTS, HOURS = 12, 8
+ACCOUNTS, HOURS = 10, 6
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .harness import Run, dump, ledger, scratch_store, start_ledger, _parse_stderr
+from .harness import Run, _parse_stderr, dump, event_count, ledger, scratch_store, start_ledger
 from .trials import Trial, check_completion, compare_into
 
 BIN = Path(os.environ.get("LEDGER_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -128,17 +128,25 @@ def server_kill_trial(feed: Path, wd: Path, rng: random.Random, label: str = "",
                        + reference_run.describe())
             return trial
         reference = dump(ref_store.url, wd / "server-reference.json")
+        ref_url = ref_store.url
+        reference_events = event_count(ref_url)
     store_ctx = scratch_store("postgres", wd, cluster.url)
     store = store_ctx.__enter__()
     try:
-        delay = rng.uniform(0.35, 0.9) * reference_run.seconds
+        target = rng.randint(max(1, reference_events // 5), max(1, reference_events * 4 // 5))
+        delay = 0.0
+        started = time.perf_counter()
         process, handle = start_ledger(store.url, "run", str(feed),
                                        stderr_path=wd / "server-kill.stderr")
         try:
-            try:
-                process.wait(timeout=delay)
+            # Kill the server once a random share (20-80 %) of the reference's events is in
+            # the store: always in the middle of the run, however loaded the machine is.
+            while process.poll() is None and event_count(store.url) < target:
+                time.sleep(0.05)
+            delay = time.perf_counter() - started
+            if process.poll() is not None:
                 trial.notes.append(f"the run ended before the kill ({delay:.2f}s)")
-            except subprocess.TimeoutExpired:
+            else:
                 cluster.kill()
             killed_at = time.perf_counter()
             try:
@@ -154,7 +162,8 @@ def server_kill_trial(feed: Path, wd: Path, rng: random.Random, label: str = "",
             handle.close()
         stderr = (wd / "server-kill.stderr").read_text(encoding="utf-8", errors="replace")
         run = _parse_stderr(Run(["run", str(feed)], process.returncode, stderr, "", delay))
-        trial.name += f" [after {delay:.2f}s of {reference_run.seconds:.2f}s]"
+        trial.name += (f" [server killed at {delay:.2f}s (run of {reference_run.seconds:.2f}s), "
+                       f"once {target} of {reference_events} events were stored]")
         named_line = None
         if not any(n.startswith("the run ended") for n in trial.notes):
             if run.returncode != 2:

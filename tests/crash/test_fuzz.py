@@ -19,10 +19,10 @@ from .trials import fuzz_trial
 
 
 @pytest.mark.xfail(strict=False, reason=(
-    "product bug (seen on e8f5029): an accepted extreme mark price (e.g. ETHUSDT "
-    "\"1000000000000000000000000000000\", or \"0.0000000000000000000000000000000001\") makes a "
-    "later charge_interest / check_margin / fill raise decimal.InvalidOperation in "
-    "postings.rounded_change: exit 3 with a Traceback"))
+    "product bug (seen on e8f5029): an accepted extreme but legal decimal (an instrument's "
+    "contract_size \"1000000000000000\", a mark price of 31 digits, …) makes a later fill / "
+    "charge_interest raise decimal.InvalidOperation (postings.rounded_change, "
+    "numbers.round_paid): exit 3 with a Traceback"))
 def test_mutated_lines_never_crash_and_accepted_lines_replay_identically(
         crash_dir: Path) -> None:
     counts: collections.Counter[str] = collections.Counter()

@@ -102,6 +102,15 @@ def kill_trial(ref: Reference, wd: Path, rng: random.Random, *, kills: int = 1,
                 run = run_and_kill(store.url, ["run", *extra, str(ref.feed)],
                                    after_events=target, stderr_path=wd / "kill.stderr")
                 how = f"once {target} of {ref.events} events were in the store"
+            if not run.killed and number == kills - 1 and not any(
+                    "killed, " in part for part in trial.name.split("[")):
+                # The run ended before the delay (a loaded machine): kill the next one by
+                # event count instead, so that every trial has at least one real kill.
+                trial.name += f" [kill {number + 1} {how}: ended first, exit {run.returncode}]"
+                target = rng.randint(1, max(1, ref.events - 1))
+                run = run_and_kill(store.url, ["run", *extra, str(ref.feed)],
+                                   after_events=target, stderr_path=wd / "kill.stderr")
+                how = f"(again) once {target} of {ref.events} events were in the store"
             trial.name += f" [kill {number + 1} {how}: " + (
                 f"killed, {event_count(store.url)} events stored]" if run.killed
                 else f"ended first, exit {run.returncode}]")
