@@ -20,7 +20,8 @@ from .trials import Reference, split_trial
 def test_a_feed_split_across_processes_equals_one_run(reference: Reference, trial: int,
                                                       crash_feed: Path, crash_dir: Path,
                                                       rng: random.Random) -> None:
-    result = split_trial(crash_feed, reference.data, "sqlite", crash_dir, rng)
+    result = split_trial(crash_feed, reference.data, "sqlite", crash_dir, rng,
+                         reference_rejections=reference.run.rejections)
     assert result.ok, result.report()
 
 

@@ -147,7 +147,8 @@ def kill_trial(ref: Reference, wd: Path, rng: random.Random, *, kills: int = 1,
 
 
 def split_trial(feed: Path, reference: dict[str, Any], backend: str, wd: Path,
-                rng: random.Random, pieces: int | None = None) -> Trial:
+                rng: random.Random, pieces: int | None = None,
+                reference_rejections: list[dict[str, Any]] | None = None) -> Trial:
     """The feed cut at random lines into slices, each run by its own `ledger run`."""
     lines = feed.read_text(encoding="utf-8").splitlines(keepends=True)
     pieces = pieces or rng.randint(2, 6)
@@ -161,6 +162,13 @@ def split_trial(feed: Path, reference: dict[str, Any], backend: str, wd: Path,
             part.write_text("\n" * start + "".join(lines[start:end]), encoding="utf-8")
             run = ledger(store.url, "run", str(part))
             check_completion(trial, run, f"slice {index} (lines {start + 1}-{end})")
+            expected = {r["line"] for r in reference_rejections} if reference_rejections \
+                is not None else None
+            if expected is not None:
+                wrong = [r for r in run.rejections if r["line"] not in expected]
+                if wrong:
+                    trial.notes.append(f"slice {index} rejected lines one run applies: "
+                                       f"{wrong[:2]}")
         compare_into(trial, reference, store, wd)
     return trial
 
@@ -415,8 +423,9 @@ def main(argv: list[str] | None = None) -> int:
                       f"{totals[f'kill {backend} trials']} identical", flush=True)
             if "split" in only:
                 for _ in range(args.splits):
-                    record(f"split {backend}", split_trial(feed, refs[backend].data, backend,
-                                                           wd, rng))
+                    record(f"split {backend}", split_trial(
+                        feed, refs[backend].data, backend, wd, rng,
+                        reference_rejections=refs[backend].run.rejections))
             if "scheduler" in only and args.scheduler_trials:
                 sref = scheduler_reference(backend, wd, args.seed, args.accounts,
                                            min(args.hours, 24))
