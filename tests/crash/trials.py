@@ -290,6 +290,19 @@ def fuzz_trial(backend: str, wd: Path, seed: int, lines: int, counts: collection
         counts["mutated accepted"] += len(reached - rejected)
         counts["mutated not reached (after an exit 3)"] += len(mutated - reached)
         counts["runs exiting 3"] += run.returncode == 3
+        if run.returncode == 3 and internal and isinstance(internal[0].get("line"), int):
+            # Exit 3's contract: "the commands before the named line were applied, exactly
+            # once". The store must equal a clean run of the accepted lines before it.
+            before = [text if (number + 1) not in rejected else ""
+                      for number, text in enumerate(mixed[: stop - 1])]
+            prefix = feedgen.write(wd / f"fuzz-{seed}-before-{stop}.jsonl", before)
+            with scratch_store(backend, wd) as replay:
+                ledger(replay.url, "run", str(prefix))
+                expected = dump(replay.url, wd / f"fuzz-{seed}-before.json")
+            got = dump(store.url, wd / f"fuzz-{seed}-crashed.json")
+            for problem in compare(expected, got):
+                trial.fail(f"after exit 3 at line {stop} the store is not the accepted lines "
+                           f"before it, applied once: {problem}")
         if run.returncode not in (0, 1):
             return trial
         accepted = [text if (number + 1) not in rejected else ""
