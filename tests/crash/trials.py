@@ -246,8 +246,8 @@ def scheduler_kill_trial(ref: SchedulerReference, wd: Path, rng: random.Random) 
 # ----------------------------------------------------------------------------- fuzzing
 
 
-def fuzz_trial(backend: str, wd: Path, seed: int, lines: int, counts: collections.Counter[str]
-               ) -> Trial:
+def fuzz_trial(backend: str, wd: Path, seed: int, lines: int, counts: collections.Counter[str],
+               minimize_budget: int = 10) -> Trial:
     """Mutated lines interleaved with valid ones: never exit 3, never a Traceback, and the
     store equals a clean replay of only the accepted lines."""
     from .fuzz import fuzz_feed
@@ -267,8 +267,9 @@ def fuzz_trial(backend: str, wd: Path, seed: int, lines: int, counts: collection
             text = mixed[where - 1] if where and where <= len(mixed) else None
             rejected_now = {r["line"] for r in run.rejections}
             suspects = [n for n in sorted(mutated - rejected_now) if where and n < where][-3:]
-            culprit = (minimize_crash(mixed, mutated - rejected_now, where, backend, wd)
-                       if where else "")
+            culprit = (minimize_crash(mixed, mutated - rejected_now, where, backend, wd,
+                                      minimize_budget)
+                       if where and minimize_budget else "")
             trial.fail(f"exit {run.returncode}" + (f" at line {where}: {text[:300]!r}"
                                                   if text is not None else "")
                        + "; the last accepted mutated lines before it: "
