@@ -64,7 +64,20 @@ def _raw_replace(data: dict[str, Any], key: str, raw: str) -> str:
     return _dumps(data).replace(_dumps(marker), raw)
 
 
-def mutate(line: str, rng: random.Random) -> str:
+LEGAL_EXTREMES = {"1" + "0" * 30, "9" * 34, "-" + "9" * 34, "123456789012345678901234.5678901234",
+                  "99999999999999999999999999999999.99", "1" * 34, '"' + "9" * 34 + '"',
+                  "1" + "0" * 40}
+
+
+def mutate(line: str, rng: random.Random, tame: bool = False) -> str:
+    """One variant of `line`. `tame`: no legal-but-extreme magnitudes (on e8f5029 an accepted
+    34-digit price poisons every later line with exit 3, hiding whatever else is there)."""
+    if tame:
+        for _ in range(20):
+            result = mutate(line, rng)
+            if not any(x in result for x in LEGAL_EXTREMES) and '"1000000000000000' not in result:
+                return result
+        return line[: len(line) // 2]
     try:
         data = json.loads(line)
     except ValueError:
@@ -130,11 +143,12 @@ def mutate(line: str, rng: random.Random) -> str:
     return _dumps(data)
 
 
-def fuzz_feed(lines: list[str], rng: random.Random, count: int) -> tuple[list[str], set[int]]:
+def fuzz_feed(lines: list[str], rng: random.Random, count: int, tame: bool = False
+              ) -> tuple[list[str], set[int]]:
     after: dict[int, list[str]] = {}
     for _ in range(count):
         index = rng.randrange(len(lines))
-        after.setdefault(index, []).append(mutate(lines[index], rng))
+        after.setdefault(index, []).append(mutate(lines[index], rng, tame))
     mixed: list[str] = []
     mutated: set[int] = set()
     for index, line in enumerate(lines):
