@@ -462,7 +462,8 @@ def main(argv: list[str] | None = None) -> int:
             per = 500
             for number in range(max(1, args.fuzz_lines // per)):
                 backend = backends[number % len(backends)]
-                tame = args.fuzz_tame == "always" or (args.fuzz_tame == "half" and number % 2)
+                tame = args.fuzz_tame == "always" or (
+                    args.fuzz_tame == "half" and (number // len(backends)) % 2)
                 record(f"fuzz {backend}",
                        fuzz_trial(backend, wd, args.seed * 1000 + number, per, fuzz_counts,
                                   tame=bool(tame)))
