@@ -150,7 +150,9 @@ def _parse_stderr(run: Run) -> Run:
     if found:
         run.summary = dict(zip(("applied", "acknowledged", "rejected"),
                                map(int, found.groups()), strict=True))
-    for text in run.stderr.splitlines():
+    # Only "\n" ends a line: str.splitlines() would also cut at U+2028, U+0085, \x1c… that a
+    # rejection line may carry raw (ensure_ascii=False) in an echoed id.
+    for text in run.stderr.split("\n"):
         text = text.strip()
         if not text.startswith("{"):
             continue
