@@ -188,9 +188,11 @@ def server_kill_trial(feed: Path, wd: Path, rng: random.Random, label: str = "",
         if named_line is not None:
             # The lines up to the named one are in the store: exactly what they give alone.
             partial = dump(store.url, wd / "server-partial.json")
-            lines = feed.read_text(encoding="utf-8").splitlines(keepends=True)
+            lines = feed.read_bytes().decode("utf-8", "surrogateescape").removesuffix("\n").split("\n")
             prefix = wd / "server-prefix.jsonl"
-            prefix.write_text("".join(lines[:named_line]), encoding="utf-8")
+            from . import feedgen
+
+            feedgen.write(prefix, lines[:named_line])
             with scratch_store("postgres", wd, cluster.url) as alone:
                 ledger(alone.url, "run", str(prefix))
                 expected = dump(alone.url, wd / "server-prefix.json")
