@@ -380,6 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fuzz-tame", choices=["never", "half", "always"], default="half",
                         help="fuzz trials without legal extreme magnitudes (which, accepted, "
                              "make every later line exit 3 on e8f5029 and hide the rest)")
+    parser.add_argument("--fuzz-trial", type=int, action="append",
+                        help="run only this fuzz trial seed (as printed: `fuzz BACKEND seed N`); "
+                             "with --backend and --fuzz-tame always for a tame one")
     parser.add_argument("--only", action="append",
                         choices=["kill", "split", "scheduler", "server", "fuzz"])
     parser.add_argument("--server-wait", type=float, default=150,
@@ -458,7 +461,12 @@ def main(argv: list[str] | None = None) -> int:
             for number in range(args.server_kills):
                 record("server kill", server_kill_trial(feed, wd, rng, label=f"#{number + 1}",
                                                         wait=args.server_wait))
-        if "fuzz" in only and args.fuzz_lines:
+        if "fuzz" in only and args.fuzz_trial:
+            for seed in args.fuzz_trial:
+                record(f"fuzz {backends[0]}", fuzz_trial(
+                    backends[0], wd, seed, 500, fuzz_counts,
+                    tame=args.fuzz_tame == "always"))
+        elif "fuzz" in only and args.fuzz_lines:
             per = 500
             for number in range(max(1, args.fuzz_lines // per)):
                 backend = backends[number % len(backends)]
