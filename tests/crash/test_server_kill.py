@@ -18,7 +18,7 @@ from .pgcluster import cluster_unavailable, server_kill_trial
 
 
 @pytest.mark.xfail(strict=False, reason=(
-    "product bug (seen on e8f5029): when the server dies `ledger run` keeps going ~90 s "
+    "product bug (seen on e8f5029): when the server dies `ledger run` keeps going 40-90 s "
     "(pool timeouts), then exits 1 with a Traceback (OperationalError from "
     "feed._recover -> Ledger.discard -> recorder.max_notification_id), no store_unavailable "
     "line"))
