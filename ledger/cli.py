@@ -151,7 +151,7 @@ def run(ctx: click.Context, feed: str, batch_size: int, progress: bool | None) -
     if report.store_error is not None:
         last = report.last_durable_line
         click.echo(json.dumps({
-            "error": "store_unavailable", "last_committed_line": last,
+            "line": last, "error": "store_unavailable", "last_committed_line": last,
             "message": f"{report.store_error} (committed up to line {last}; "
                        "run the feed again to finish)" if last else
                        f"{report.store_error} (nothing of this run was committed)"}), err=True)

@@ -23,6 +23,7 @@ from typing import Any
 
 from ledger.application.commands import Command, cut, idempotency_key, parse_line, repeat_key
 from ledger.application.service import ACKNOWLEDGED, Ledger
+from ledger.application.unit_of_work import is_store_error
 from ledger.domain.chain import content_hash
 from ledger.errors import ConcurrentWriteError, LedgerError, StoreUnavailableError
 
@@ -176,12 +177,12 @@ def _run_chunk(
                     f"another writer kept changing the same accounts ({attempt} attempts)")
                 return False
             continue
-        except StoreUnavailableError as error:
+        except Exception as error:  # noqa: BLE001 - a lost store or an internal error stops it
             _report(report, on_reject, parsed, outcomes[:durable[0] - start], start)
-            report.store_error = error
-            return False
-        except Exception as error:  # noqa: BLE001 - an internal error stops the run
-            _report(report, on_reject, parsed, outcomes[:durable[0] - start], start)
+            if is_store_error(error):
+                report.store_error = (error if isinstance(error, StoreUnavailableError)
+                                      else StoreUnavailableError(str(error)))
+                return False
             failing = start + len(outcomes)
             report.internal_error_line = parsed[min(failing, len(parsed) - 1)][0]
             report.internal_error = error

@@ -92,6 +92,12 @@ class Ledger(Application[UUID]):
             merged.update(env)
         super().__init__(env=merged)
         self.index: IndexQueries = self.recorder  # type: ignore[assignment]
+        if not url.startswith("sqlite:"):
+            from ledger.application.pgstore import shorten_retries
+
+            shorten_retries(self.recorder)
+            if self.snapshots is not None:
+                shorten_retries(self.snapshots.recorder)
         if self.snapshots is not None:
             # Snapshots are written in the events' transaction (one command, one unit).
             self.recorder.snapshots_table = (  # type: ignore[attr-defined]
@@ -183,7 +189,10 @@ class Ledger(Application[UUID]):
                 uow.abandon(mark)  # refused after a change: it must leave nothing
             raise
         except BaseException as error:
-            uow.abandon(mark)
+            if is_store_error(error):
+                uow.discard()  # the store is gone: the batch's earlier commands wait for a re-run
+            else:
+                uow.abandon(mark)
             raise_store_error(error)
             raise
         uow.finish_command()

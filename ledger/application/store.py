@@ -296,7 +296,7 @@ def environment(url: str) -> dict[str, str]:
             "POSTGRES_USER": unquote(parsed.username or "postgres"),
             "POSTGRES_PASSWORD": unquote(parsed.password or ""),
             "POSTGRES_LOCK_TIMEOUT": "30",
-            "POSTGRES_CONNECT_TIMEOUT": "5",
+            "POSTGRES_CONNECT_TIMEOUT": "3",
             "POSTGRES_POOL_SIZE": "2",
             "APPLICATION_RECORDER_TOPIC":
                 "ledger.application.pgstore:LedgerPostgresRecorder",

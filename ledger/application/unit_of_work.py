@@ -74,7 +74,8 @@ class UnitOfWork:
         self.resets: list[Callable[[], None]] = []  # caches to forget with the working set
         self.foreign_writes: list[Callable[[], None]] = []  # caches other writers outdate
         self.followers: list[Callable[[Reference, Any], None]] = []  # reference catch-up
-        self.log_position = app.recorder.max_notification_id() or 0
+        self._log_position: int | None = None  # the log position the working set reflects
+        self._note_log_position()
 
     # ------------------------------------------------------------------ batches and commands
 
@@ -178,9 +179,15 @@ class UnitOfWork:
             raise_store_error(error)
             raise
         if events:
-            latest = self.app.recorder.max_notification_id() or 0
-            if latest == self.log_position + len(events):
-                self.log_position = latest  # nobody else wrote: the working set is current
+            # Committed: bookkeeping from here on must not turn a success into an error.
+            known = self._log_position
+            try:
+                latest = self.app.recorder.max_notification_id() or 0
+            except Exception:  # noqa: BLE001 - the store went away after the commit
+                self._log_position = None
+                return
+            if known is not None and latest == known + len(events):
+                self._log_position = latest  # nobody else wrote: the working set is current
 
     def touch(self, aggregate: Aggregate) -> None:
         """Mark an aggregate changed by the running command (written with the batch)."""
@@ -210,6 +217,23 @@ class UnitOfWork:
 
     # ------------------------------------------------------------------ other writers
 
+    def _note_log_position(self) -> None:
+        """Note where the log stands before anything is loaded; unknown (None) when the store
+        cannot say, for forgetting must never need the store."""
+        try:
+            self._log_position = self.app.recorder.max_notification_id() or 0
+        except Exception:  # noqa: BLE001 - unreachable now: `catch_up` starts afresh later
+            self._log_position = None
+
+    @property
+    def log_position(self) -> int:
+        """The last notification the working set reflects."""
+        return self._log_position or 0
+
+    @log_position.setter
+    def log_position(self, value: int) -> None:
+        self._log_position = value
+
     def catch_up(self) -> int:
         """Bring the working set up to date with what other processes wrote, by reading the
         notification log after the last position this ledger knows (events it holds already
@@ -219,6 +243,12 @@ class UnitOfWork:
         `discard()`, so it pays for what changed, not for reloading every account."""
         if self.touched:
             self.flush()
+        if self._log_position is None:
+            # Where the working set stands is unknown (the store was lost): start afresh.
+            self.discard()
+            if self._log_position is None:
+                self._log_position = self.app.recorder.max_notification_id() or 0
+            return 0
         recorder = self.app.recorder
         latest = recorder.max_notification_id() or 0
         applied = 0
@@ -277,7 +307,7 @@ class UnitOfWork:
         self.keys.clear()
         for reset in self.resets:
             reset()
-        self.log_position = self.app.recorder.max_notification_id() or 0
+        self._note_log_position()
 
     # ------------------------------------------------------------------ streams and accounts
 

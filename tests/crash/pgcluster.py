@@ -136,7 +136,9 @@ def server_kill_trial(feed: Path, wd: Path, rng: random.Random, label: str = "",
         target = rng.randint(max(1, reference_events // 5), max(1, reference_events * 4 // 5))
         delay = 0.0
         started = time.perf_counter()
-        process, handle = start_ledger(store.url, "run", str(feed),
+        # Batches of 25 lines: commit points all through the run, so the server dies between
+        # some and in the middle of one (a feed under 1,000 lines is one batch by default).
+        process, handle = start_ledger(store.url, "run", "--batch", "25", str(feed),
                                        stderr_path=wd / "server-kill.stderr")
         try:
             # Kill the server once a random share (20-80 %) of the reference's events is in

@@ -11,19 +11,11 @@ from __future__ import annotations
 import collections
 from pathlib import Path
 
-import pytest
-
 from .conftest import SEED
 from .fuzz import mutate
 from .trials import fuzz_trial
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "product bug (seen on e8f5029): an accepted extreme but legal decimal (an instrument's "
-    "contract_size \"1000000000000000\", a mark price of 31 digits, …) makes a later fill / "
-    "charge_interest raise decimal.InvalidOperation (postings.rounded_change, "
-    "numbers.round_paid): exit 3 with a Traceback; and the store after that exit 3 holds part "
-    "of the failing charge_interest (an InterestCharged of the line named as not applied)"))
 def test_mutated_lines_never_crash_and_accepted_lines_replay_identically(
         crash_dir: Path) -> None:
     counts: collections.Counter[str] = collections.Counter()

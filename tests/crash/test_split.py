@@ -25,11 +25,6 @@ def test_a_feed_split_across_processes_equals_one_run(reference: Reference, tria
     assert result.ok, result.report()
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "product bug (seen on e8f5029): after a restart between lines 200 and 243 of the seed-2 "
-    "feed, line 244 (a portfolio account's first BTCUSDT fill after the restart) is rejected "
-    "not_allowed_in_mode 'BTC has no risk_unit parameters' although line 13 configured the "
-    "BTC risk unit; one run applies it"))
 def test_split_after_line_238_of_seed_2(crash_dir: Path) -> None:
     """A split point found by the kill trials: the first slice ends at line 238, the second
     process runs lines 239-270; one process applies every line of these (only the bad lines

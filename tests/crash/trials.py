@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import random
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -25,8 +23,20 @@ from pathlib import Path
 from typing import Any
 
 from . import feedgen
-from .harness import (Run, Store, compare, dump, event_count, ledger, new_store,
-                      postgres_available, run_and_kill, scratch_store, with_database, workdir)
+from .harness import (
+    Run,
+    Store,
+    compare,
+    dump,
+    event_count,
+    ledger,
+    new_store,
+    postgres_available,
+    run_and_kill,
+    scratch_store,
+    with_database,
+    workdir,
+)
 
 
 @dataclass
