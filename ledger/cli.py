@@ -143,7 +143,7 @@ def run(ctx: click.Context, feed: str, batch_size: int, progress: bool | None) -
         if show:
             report = _run_with_progress(ledger, feed, reject, batch_size)
         else:
-            lines = _stdin_lines() if from_stdin else read_lines(feed)
+            lines = read_lines(feed)
             report = run_feed(ledger, _physical(lines), reject, batch_size=batch_size)
     except FeedUnreadable as error:
         click.echo(json.dumps({"error": "feed_unreadable", "message": str(error)}), err=True)
@@ -167,21 +167,6 @@ def run(ctx: click.Context, feed: str, batch_size: int, progress: bool | None) -
     click.echo(json.dumps({"applied": report.applied, "acknowledged": report.acknowledged,
                            "rejected": len(report.rejected)}), err=True)
     sys.exit(1 if report.rejected else 0)
-
-
-def _stdin_lines() -> Any:
-    """Yield (physical line number, text) of standard input, like `feed.read_lines`: blank
-    lines skipped but counted, a line that is not UTF-8 rejected on its own."""
-    from ledger.application.feed import NOT_UTF8
-
-    for number, raw in enumerate(sys.stdin.buffer, start=1):
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            yield number, NOT_UTF8
-            continue
-        if text.strip():
-            yield number, text
 
 
 def _physical(lines: Any) -> Any:

@@ -16,6 +16,7 @@ never reported twice.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,23 +61,32 @@ NOT_UTF8 = "\x00not UTF-8"  # stands for a line that could not be decoded (rejec
 
 
 def read_lines(path: str) -> Iterator[tuple[int, str]]:
-    """Yield (physical line number, text) of a feed, blank lines skipped but counted.
+    """Yield (physical line number, text) of a feed file, or of standard input for `-`.
 
-    Lines are decoded one by one: a line that is not UTF-8 is rejected on its own
-    (`invalid_input`), like any other malformed line, and the rest of the feed still runs."""
+    Blank lines are skipped but counted. Lines are decoded one by one: a line that is not
+    UTF-8 is rejected on its own (`invalid_input`), like any other malformed line, and the
+    rest of the feed still runs."""
+    if path == "-":
+        yield from decode_lines(sys.stdin.buffer)
+        return
     try:
         handle = Path(path).open("rb")  # noqa: SIM115
     except OSError as error:
         raise FeedUnreadable(str(error)) from error
     with handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                yield number, NOT_UTF8
-                continue
-            if text.strip():
-                yield number, text
+        yield from decode_lines(handle)
+
+
+def decode_lines(raw_lines: Iterable[bytes]) -> Iterator[tuple[int, str]]:
+    """Number and decode raw lines (see `read_lines`)."""
+    for number, raw in enumerate(raw_lines, start=1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            yield number, NOT_UTF8
+            continue
+        if text.strip():
+            yield number, text
 
 
 def _identity(command: Any) -> tuple[str | None, str | None]:
