@@ -408,10 +408,12 @@ def run_demo(url: str, *, accounts: int = 300, seed: int = 7, fresh: bool = True
         return 3
     summarise(url, console)
     ok = replay_check(url, console, random.Random(seed))
-    from ledger.application.queries import verify
+    from ledger.application.audit import audit
 
-    accounts_checked, events_checked, breaks = verify(open_ledger(url))
-    console.print(f"verify: {events_checked:,} account events in {accounts_checked:,} accounts, "
+    found = audit(open_ledger(url))
+    breaks = found.breaks
+    console.print(f"verify: {found.events:,} events in {found.streams:,} streams "
+                  f"({found.accounts:,} accounts and the reference data), "
                   + ("every hash chain intact" if not breaks else f"[red]{len(breaks)} broken"))
     return 0 if ok and not breaks else 1
 
@@ -452,7 +454,7 @@ def summarise(url: str, console: Any) -> None:
     ledger = open_ledger(url)
     states = all_states(ledger)
     events = ledger.recorder.max_notification_id() or 0
-    # An account's version is the number of its events: their sum is what `verify` checks.
+    # An account's version is the number of its events; verify checks them and the rest.
     account_events = sum(int(s["version"]) for s in states)
     books = sum(1 for s in states if s["account"] in BOOKS)
     equity = sum((Decimal(s["margin"]["equity_usd"]) for s in states), Decimal(0))
@@ -463,8 +465,8 @@ def summarise(url: str, console: Any) -> None:
     table.add_row("accounts", f"{len(states):,} = {len(states) - books:,} simulated + {books} "
                   "portfolio books (" + ", ".join(f"{m} {n}" for m, n in sorted(by_mode.items()))
                   + ")")
-    table.add_row("events", f"{events:,} in the log = {account_events:,} account events (what "
-                  f"verify checks) + {events - account_events:,} reference data (assets, "
+    table.add_row("events", f"{events:,} in the log (what verify checks) = {account_events:,} "
+                  f"account events + {events - account_events:,} reference data (assets, "
                   "instruments, prices, funding)")
     table.add_row("equity (USD, at index)", f"{equity:,.2f}")
     table.add_row("open positions", f"{sum(len(s['positions']) for s in states):,}")

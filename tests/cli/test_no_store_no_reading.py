@@ -61,8 +61,10 @@ def test_the_writing_commands_still_create_a_store_and_readers_then_read_it(
     url = store_with_alice(tmp_path, "new.db")  # `ledger run` creates new.db
     done = ledger("--db", url, "verify", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    # alice: AccountOpened, Deposited, LeverageChanged (her first fill sets it), Filled.
-    assert done.stdout.startswith("checked 4 events in 1 accounts")
+    # alice: AccountOpened, Deposited, LeverageChanged (her first fill sets it), Filled; the
+    # market: USDT, BTC (listed, then its index), BTCUSDT (listed, then its mark), BTCUSD —
+    # 4 + 6 events in 1 account and 4 reference streams.
+    assert done.stdout.startswith("checked 10 events in 5 streams (1 accounts)")
     migrated = ledger("--db", "sqlite:///migrated.db", "migrate", cwd=tmp_path)
     assert migrated.returncode == 0, migrated.stderr
     assert ledger("--db", "sqlite:///migrated.db", "verify", cwd=tmp_path).returncode == 0
