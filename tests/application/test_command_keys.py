@@ -158,3 +158,13 @@ def test_notional_error_bounds_the_product_the_fields_cannot(
     assert (message is not None) == refused
     if refused:
         assert message is not None and "must be at most 10^15" in message
+
+
+@pytest.mark.parametrize("parts", [("alice", "d1"), ("a|b", "c"), ('x"y', "z"), ("é", "中"),
+                                   ("a\\b", "c"), ("tab\tx", "y"), ("\u2028", "a")])
+def test_the_fast_key_encoding_is_the_json_array(parts: tuple[str, str]) -> None:
+    import json
+
+    from ledger.application.commands import _parts
+
+    assert _parts(*parts) == json.dumps(list(parts), ensure_ascii=False, separators=(",", ":"))
