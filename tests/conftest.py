@@ -87,3 +87,19 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'ledger.db'}"
+
+
+@pytest.fixture
+def scratch_postgres_db(postgres_url: str) -> Iterator[str]:
+    """An empty PostgreSQL database of this test's own (no tables at all), dropped after it:
+    for commands run as subprocesses that must find nothing, or create everything."""
+    import psycopg
+
+    name = f"ledger_scratch_{os.getpid()}"
+    admin_url = _with_database(postgres_url, "postgres")
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield _with_database(postgres_url, name)
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 import pytest
 
@@ -62,18 +60,9 @@ def _fresh_clone(target: Path) -> None:
 
 
 @pytest.fixture
-def tour_postgres(postgres_url: str) -> Iterator[str]:
+def tour_postgres(scratch_postgres_db: str) -> str:
     """An empty PostgreSQL database for the tour's last line (not the shared `test` one)."""
-    import psycopg
-
-    name = f"ledger_tour_{os.getpid()}"
-    admin_url = urlunparse(urlparse(postgres_url)._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield urlunparse(urlparse(postgres_url)._replace(path="/" + name))
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return scratch_postgres_db
 
 
 def test_the_tour_runs_top_to_bottom_in_a_fresh_clone(tmp_path: Path,

@@ -8,11 +8,9 @@ database, and `--accounts 5` crashed (a replay sample asked for a book before it
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
+from urllib.parse import urlparse
 
 import pytest
 from cli_support import alice, error_line, ledger, market, store_with_alice, write_feed
@@ -92,17 +90,9 @@ def test_five_accounts_work_and_the_summary_adds_up(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def empty_postgres(postgres_url: str) -> Iterator[str]:
-    import psycopg
-
-    name = f"ledger_cli_demo_{os.getpid()}"
-    admin_url = urlunparse(urlparse(postgres_url)._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield urlunparse(urlparse(postgres_url)._replace(path="/" + name))
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def empty_postgres(scratch_postgres_db: str) -> str:
+    """An empty PostgreSQL database for the demo."""
+    return scratch_postgres_db
 
 
 def test_on_postgres_the_demo_takes_an_empty_database_and_fresh_clears_it(

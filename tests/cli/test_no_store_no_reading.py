@@ -7,10 +7,8 @@ read exit 2 with `store_unavailable` naming what is missing, and create nothing.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
+from urllib.parse import urlparse
 
 import pytest
 from cli_support import error_line, ledger, store_with_alice
@@ -71,18 +69,9 @@ def test_the_writing_commands_still_create_a_store_and_readers_then_read_it(
 
 
 @pytest.fixture
-def empty_postgres_database(postgres_url: str) -> Iterator[str]:
+def empty_postgres_database(scratch_postgres_db: str) -> str:
     """A PostgreSQL database with no tables at all, dropped afterwards."""
-    import psycopg
-
-    name = f"ledger_cli_empty_{os.getpid()}"
-    admin_url = urlunparse(urlparse(postgres_url)._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield urlunparse(urlparse(postgres_url)._replace(path="/" + name))
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return scratch_postgres_db
 
 
 @pytest.mark.parametrize("command", [["verify"], ["state", "alice"], ["projections", "status"]],
