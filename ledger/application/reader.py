@@ -118,7 +118,7 @@ class ReferenceReader:
         for event in aggregate.pending_events[-1:]:
             series.observe(event)
             for listener in self.recorded:
-                listener(event.at)
+                listener(event.at)  # type: ignore[attr-defined]
         self.uow.refs[aggregate.id] = aggregate
         self.uow.touch(aggregate)
 

@@ -136,7 +136,7 @@ class _Histories(dict[str, H]):
         self._kind = kind
         self._load = load
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         self._load(self._kind, key)
         return super().get(key, default)
 
