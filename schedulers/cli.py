@@ -84,7 +84,7 @@ def scheduler(ctx: click.Context, once: bool, clock: str, start: str | None, unt
     try:
         outcome = main(options, stop)
     except Exception as error:  # noqa: BLE001 - the CLI boundary: a bug, exit 3 (STYLE §9)
-        from ledger.application.service import is_store_error
+        from ledger.application.unit_of_work import is_store_error
 
         if is_store_error(error):
             # Lost or unreachable store: what was settled stays settled, a restart resumes.

@@ -201,7 +201,7 @@ def _run_chunk(
             ledger.flush_listeners.remove(committed)
         _report(report, on_reject, parsed, outcomes, start)
         return True
-    return True
+    raise AssertionError("unreachable: the last attempt returns")  # pragma: no cover
 
 
 def _report(

@@ -11,10 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
-from ledger.application.reference import AssetHistory, InstrumentHistory, ReferenceData
+from ledger.application.reference import (
+    AssetHistory,
+    InstrumentHistory,
+    ReferenceData,
+    Series,
+)
 from ledger.application.unit_of_work import UnitOfWork
 from ledger.domain.account import Account
 from ledger.domain.ids import asset_id, instrument_id, portfolio_settings_id
@@ -23,6 +28,7 @@ from ledger.errors import UnknownAssetError, UnknownSymbolError
 from ledger.rules import margin as rules
 from ledger.rules.terms import AssetTerms, InstrumentTerms
 
+T = TypeVar("T")
 SETTINGS = "portfolio_margin"  # the name of the one settings stream
 
 
@@ -128,9 +134,7 @@ class ReferenceReader:
         """Return the asset's terms in force at `at` (default: the latest); `unknown_asset`
         when it has none then."""
         history = self.data.assets.get(name)
-        terms = None
-        if history is not None and history.terms:
-            terms = history.terms.values[-1] if at is None else history.terms.at(at)
+        terms = _in_force(history.terms if history is not None else None, at)
         if terms is None:
             raise UnknownAssetError(name)
         return terms
@@ -139,9 +143,7 @@ class ReferenceReader:
         """Return the instrument's terms in force at `at` (default: the latest);
         `unknown_symbol` when it is not listed then."""
         history = self.data.instruments.get(symbol)
-        terms = None
-        if history is not None and history.terms:
-            terms = history.terms.values[-1] if at is None else history.terms.at(at)
+        terms = _in_force(history.terms if history is not None else None, at)
         if terms is None:
             raise UnknownSymbolError(symbol)
         return terms
@@ -177,3 +179,10 @@ def _stream_id(kind: str, name: str) -> UUID:
     if kind == "instrument":
         return instrument_id(name)
     return portfolio_settings_id()
+
+
+def _in_force(series: Series[T] | None, at: datetime | None) -> T | None:
+    """The value of a series in force at `at` (None: the latest); None when there is none."""
+    if not series:
+        return None
+    return series.values[-1] if at is None else series.at(at)

@@ -36,7 +36,7 @@ from ledger.application.handlers.money import MoneyCommands
 from ledger.application.handlers.portfolio import PortfolioCommands
 from ledger.application.handlers.reference import ReferenceCommands
 from ledger.application.handlers.settlement import SettlementCommands
-from ledger.application.handlers.sweep import SweepCommands, SweepFlags, sweep_flags
+from ledger.application.handlers.sweep import SweepCommands
 from ledger.application.handlers.trading import TradingCommands
 from ledger.application.history import AccountHistory
 from ledger.application.reader import ReferenceReader
@@ -55,8 +55,7 @@ from ledger.errors import IdConflictError, InvalidInputError, LedgerError
 from ledger.rules import margin as rules
 from ledger.rules.terms import AssetTerms, InstrumentTerms
 
-__all__ = ["ACKNOWLEDGED", "APPLIED", "SNAPSHOT_EVERY", "Ledger", "SweepFlags", "is_store_error",
-           "sweep_flags"]
+__all__ = ["ACKNOWLEDGED", "APPLIED", "SNAPSHOT_EVERY", "Ledger", "is_store_error"]
 
 
 class PostingAsList(Transcoding):
