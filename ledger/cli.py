@@ -447,5 +447,7 @@ from schedulers.cli import scheduler  # noqa: E402 - APScheduler is imported whe
 register(main)  # migrate, projections run|rebuild|status, reconcile
 main.add_command(scheduler)
 
+# Commands that live in modules of their own (ledger/cli_<topic>.py), one line each.
+
 if __name__ == "__main__":
     main()
