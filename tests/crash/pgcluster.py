@@ -190,7 +190,8 @@ def server_kill_trial(feed: Path, wd: Path, rng: random.Random, label: str = "",
         if named_line is not None:
             # The lines up to the named one are in the store: exactly what they give alone.
             partial = dump(store.url, wd / "server-partial.json")
-            lines = feed.read_bytes().decode("utf-8", "surrogateescape").removesuffix("\n").split("\n")
+            text = feed.read_bytes().decode("utf-8", "surrogateescape")
+            lines = text.removesuffix("\n").split("\n")
             prefix = wd / "server-prefix.jsonl"
             from . import feedgen
 

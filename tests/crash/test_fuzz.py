@@ -26,7 +26,8 @@ def test_mutated_lines_never_crash_and_accepted_lines_replay_identically(
 def test_the_mutator_is_deterministic() -> None:
     import random
 
-    line = '{"type":"deposit","at":"2025-03-03T00:01:00Z","id":"d1","account":"a","asset":"USDT","amount":"5"}'
+    line = ('{"type":"deposit","at":"2025-03-03T00:01:00Z","id":"d1","account":"a",'
+            '"asset":"USDT","amount":"5"}')
     first = [mutate(line, random.Random(7)) for _ in range(50)]
     again = [mutate(line, random.Random(7)) for _ in range(50)]
     assert first == again

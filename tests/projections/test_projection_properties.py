@@ -24,8 +24,8 @@ from ledger.application import schema
 from ledger.application.service import Ledger
 from ledger.domain.account import Account
 from ledger.domain.ids import account_id
-from projections.reconcile import reconcile
 from projections import runner, tables
+from projections.reconcile import reconcile
 
 SIGNALS = (Account.MarginCallIssued, Account.LiquidationTriggered, Account.MarginToppedUp)
 

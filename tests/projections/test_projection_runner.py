@@ -21,8 +21,8 @@ from sqlalchemy import insert, select, text, update
 from ledger.application import schema
 from ledger.application.feed import read_lines, run_feed
 from ledger.application.service import Ledger
-from projections.reconcile import reconcile
 from projections import runner, tables
+from projections.reconcile import reconcile
 from projections.runner import APPLICATION, OutOfStep, Runner
 from projections.view import ReadModelView, TrackingConflict
 

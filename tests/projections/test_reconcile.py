@@ -22,8 +22,8 @@ from ledger.application import schema
 from ledger.application.commands import parse_command
 from ledger.application.feed import read_lines, run_feed
 from ledger.application.service import Ledger
-from projections.reconcile import Difference, reconcile
 from projections import runner, tables
+from projections.reconcile import Difference, reconcile
 
 SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "interest-per-second"
 
