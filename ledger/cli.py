@@ -449,5 +449,9 @@ main.add_command(scheduler)
 
 # Commands that live in modules of their own (ledger/cli_<topic>.py), one line each.
 
+from ledger.cli_stream import publish  # noqa: E402
+
+main.add_command(publish)
+
 if __name__ == "__main__":
     main()
