@@ -65,3 +65,21 @@ async def _consume(target: Target) -> list[Received]:
         return found
     finally:
         await nc.close()
+
+
+def stream_messages(target: Target) -> int:
+    """How many messages the stream holds (0: no stream yet)."""
+    return asyncio.run(_stream_messages(target))
+
+
+async def _stream_messages(target: Target) -> int:
+    import nats
+    from nats.js.errors import NotFoundError
+
+    nc = await nats.connect(target.url)
+    try:
+        return int((await nc.jetstream().stream_info(target.stream)).state.messages)
+    except NotFoundError:
+        return 0
+    finally:
+        await nc.close()
