@@ -185,9 +185,10 @@ def rewrite(page: Path, root: click.Command) -> None:
 
 
 if __name__ == "__main__":  # python -m ledger.config [--write docs/configuration.md]
+    import importlib
     import sys
 
-    from ledger.cli import main
+    main: click.Command = importlib.import_module("ledger.cli").main
 
     if sys.argv[1:2] == ["--write"]:
         rewrite(Path(sys.argv[2]), main)
