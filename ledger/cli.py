@@ -130,7 +130,18 @@ def run(ctx: click.Context, feed: str, batch_size: int, progress: bool | None) -
     """Apply a JSONL feed of commands, in order (FEED `-`: standard input).
 
     Each rejected line prints one JSON line on stderr; a last JSON line gives the counts:
-    {"applied": N, "acknowledged": N, "rejected": N}.
+    {"applied": N, "acknowledged": N, "rejected": N}. Exit 0: all applied or acknowledged;
+    1: some rejected; 2: feed or store unavailable; 3: internal error.
+
+    \b
+    Command types (one JSON object per line, each with "type" and "at"):
+      reference data: asset, instrument, mark_price, index_price, funding_rate,
+                      risk_unit, portfolio_margin
+      accounts:       open_account, change_mode, deposit, withdraw, transfer, fill,
+                      open_orders, adjust_isolated_margin, set_auto_add_margin,
+                      set_leverage, repay, set_spot_in_use
+      periodic:       settle_funding, charge_interest, check_margin, settle_delivery
+    Fields, defaults and error codes: docs/contract.md.
     """
     from ledger.application.feed import FeedUnreadable, Rejection, read_lines, run_feed
 
