@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from uuid import UUID
 
 import psycopg
 import pytest
@@ -44,6 +45,14 @@ def _publisher(url: str, target: Target, *extra: str) -> subprocess.Popen[str]:
 
 def _log(url: str) -> list[tuple[int, str, int]]:
     """(notification id, stream id, version) of every stored event, in log order."""
+    if url.startswith("sqlite:"):
+        import sqlite3
+        from contextlib import closing
+
+        with closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as connection:
+            return [(nid, UUID(str(stream)).hex, version) for nid, stream, version in
+                    connection.execute("SELECT rowid, originator_id, originator_version"
+                                       " FROM stored_events ORDER BY rowid")]
     with psycopg.connect(url) as connection:
         return [(nid, stream.hex, version) for nid, stream, version in connection.execute(
             "SELECT notification_id, originator_id, originator_version FROM ledger_events"
@@ -110,6 +119,4 @@ def test_publisher_killed_at_random_points_loses_and_doubles_nothing(
 
 
 def _uuid(stream_hex: str) -> str:
-    from uuid import UUID
-
     return str(UUID(stream_hex))

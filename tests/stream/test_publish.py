@@ -130,3 +130,42 @@ def test_no_store_is_exit_2(missing: str, tmp_path: Path) -> None:
                   cwd=tmp_path)
     assert done.returncode == 2
     assert not (tmp_path / "none.db").exists()
+
+
+def test_follow_publishes_new_events_and_exits_cleanly_on_sigterm(
+        target: Target, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    first, later = tmp_path / "first.jsonl", tmp_path / "later.jsonl"
+    first.write_text("".join(json.dumps(c) + "\n" for c in FEED[:5]), encoding="utf-8")
+    later.write_text("".join(json.dumps(c) + "\n" for c in FEED[5:]), encoding="utf-8")
+    assert ledger("--db", url, "run", str(first), cwd=tmp_path).returncode == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
+    follower = subprocess.Popen(
+        [str(LEDGER), "--db", url, "publish", "--nats", target.url, "--stream", target.stream,
+         "--prefix", target.prefix, "--poll", "0.05"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while len(_safe_consume(target)) < REFERENCE_EVENTS and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert ledger("--db", url, "run", str(later), cwd=tmp_path).returncode == 0
+        while len(_safe_consume(target)) < REFERENCE_EVENTS + ACCOUNT_EVENTS:
+            assert time.monotonic() < deadline, "the follower did not publish the new events"
+            time.sleep(0.2)
+    finally:
+        follower.send_signal(signal.SIGTERM)
+        out, err = follower.communicate(timeout=60)
+    assert follower.returncode == 0, err
+    counts = json.loads(out.strip().splitlines()[-1])
+    assert counts["published"] == REFERENCE_EVENTS + ACCOUNT_EVENTS
+    assert counts["events"] == ACCOUNT_EVENTS
+
+
+def _safe_consume(target: Target) -> list[Any]:
+    try:
+        return consume(target)
+    except Exception:  # noqa: BLE001 - the stream may not exist yet
+        return []
