@@ -4,10 +4,10 @@ event exactly once, in log order.
 
 The feed is the crash harness's day (tests/crash/feedgen.py: shocks, liquidations, sweeps,
 bad lines). `ledger run` ingests it in small batches (so the log grows while the publisher
-follows it); the publisher is killed after a random delay (seeded; the seed is in the failure
-message), restarted, killed again, and a last `--once` run publishes what is left after the
-ingest ends. What the stream must hold is known without the publisher: the store's log, every
-notification once, in notification order.
+follows it); the publisher is killed a random part of a second after the stream has grown
+(seeded; the seed is in the failure message), restarted, killed again, and a last `--once`
+run publishes what is left after the ingest ends. What the stream must hold is known without
+the publisher: the store's log, every notification once, in notification order.
 """
 
 from __future__ import annotations
@@ -59,10 +59,17 @@ def _log(url: str) -> list[tuple[int, str, int]]:
             " ORDER BY notification_id")]
 
 
-@pytest.mark.postgres
+@pytest.fixture(params=["postgres", "sqlite"])
+def kill_store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.db'}"
+    url: str = request.getfixturevalue("scratch_postgres_db")
+    return url
+
+
 def test_publisher_killed_at_random_points_loses_and_doubles_nothing(
-        scratch_postgres_db: str, target: Target, tmp_path: Path) -> None:
-    url = scratch_postgres_db
+        kill_store: str, target: Target, tmp_path: Path) -> None:
+    url = kill_store
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     lines = generate(11, accounts=60, hours=12)
@@ -81,7 +88,13 @@ def test_publisher_killed_at_random_points_loses_and_doubles_nothing(
     try:
         while kills < KILLS or ingest.poll() is None:  # at least KILLS, until ingested
             publisher = _publisher(url, target)
-            time.sleep(rng.uniform(0.5, 4.0))
+            # kill it while it publishes: once the stream has grown (a loaded machine can take
+            # seconds to start a process), after a random part of a second
+            wait_s = 30 if ingest.poll() is None else 3  # nothing new once all is ingested
+            before, deadline = stream_messages(target), time.monotonic() + wait_s
+            while stream_messages(target) == before and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(rng.uniform(0.0, 0.8))
             publisher.send_signal(signal.SIGKILL)
             publisher.wait(timeout=30)
             kills += 1
