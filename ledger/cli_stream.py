@@ -41,7 +41,7 @@ def publish(ctx: click.Context, servers: str, stream: str, prefix: str, batch_si
 
     import nats.errors
 
-    from ledger.publisher import Publisher
+    from ledger.publisher import Publisher, StreamAheadError
 
     ledger = open_ledger(ctx.obj["db"])
     publisher = Publisher(ledger, servers, stream=stream, prefix=prefix, batch=batch_size,
@@ -59,6 +59,9 @@ def publish(ctx: click.Context, servers: str, stream: str, prefix: str, batch_si
     except (OSError, TimeoutError, nats.errors.Error) as error:
         click.echo(json.dumps({"error": "nats_unavailable",
                                "message": f"cannot reach NATS at {servers}: {error}"}), err=True)
+        sys.exit(2)
+    except StreamAheadError as error:
+        click.echo(json.dumps({"error": "stream_ahead", "message": str(error)}), err=True)
         sys.exit(2)
     finally:
         ledger.close()

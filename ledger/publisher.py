@@ -110,6 +110,10 @@ def reference_subject(prefix: str, kind: str, name: str) -> str:
     return f"{prefix}.reference.{kind}.{encode_token(name)}"
 
 
+class StreamAheadError(RuntimeError):
+    """The stream holds positions this store's log does not reach: another store's stream."""
+
+
 @dataclass
 class Counts:
     """What one `ledger publish` did (its last JSON line)."""
@@ -259,6 +263,12 @@ class Publisher:
             js = nc.jetstream(publish_async_max_pending=max(4000, self.batch))
             await self.ensure_stream(js)
             position = await self.last_position(js)
+            head = self.ledger.recorder.max_notification_id() or 0
+            if position > head:
+                raise StreamAheadError(
+                    f"stream {self.stream} holds position {position}, beyond this store's log "
+                    f"(last position {head}): it was published from another store; name "
+                    "another --stream (or delete this one) to publish this store")
             self.counts.resumed_after = self.counts.position = position
             while not stop.is_set():
                 notifications = self.read(position)

@@ -169,3 +169,24 @@ def _safe_consume(target: Target) -> list[Any]:
         return consume(target)
     except Exception:  # noqa: BLE001 - the stream may not exist yet
         return []
+
+
+def test_a_stream_of_another_store_is_refused(target: Target, tmp_path: Path) -> None:
+    """A stream whose last position is beyond this store's log was published from another
+    store: resuming after it would publish nothing, silently; the publisher says so (exit 2)."""
+    big, small = tmp_path / "big", tmp_path / "small"
+    big.mkdir()
+    small.mkdir()
+    feed = tmp_path / "feed.jsonl"
+    feed.write_text("".join(json.dumps(c) + "\n" for c in FEED), encoding="utf-8")
+    one = tmp_path / "one.jsonl"
+    one.write_text(json.dumps(FEED[0]) + "\n", encoding="utf-8")
+    big_url, small_url = f"sqlite:///{big / 'l.db'}", f"sqlite:///{small / 'l.db'}"
+    assert ledger("--db", big_url, "run", str(feed), cwd=tmp_path).returncode == 0
+    assert ledger("--db", small_url, "run", str(one), cwd=tmp_path).returncode == 0
+    assert publish(big_url, target, tmp_path)["published"] == REFERENCE_EVENTS + ACCOUNT_EVENTS
+    done = ledger("--db", small_url, "publish", "--nats", target.url, "--stream", target.stream,
+                  "--prefix", target.prefix, "--once", cwd=tmp_path)
+    assert done.returncode == 2
+    error = json.loads(done.stderr.strip().splitlines()[-1])
+    assert error["error"] == "stream_ahead" and "position 11" in error["message"]
