@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ledger.config import config_option
 from ledger.opening import open_ledger
 
 if TYPE_CHECKING:
@@ -90,8 +91,10 @@ def hoist_db(args: list[str]) -> list[str]:
 
 
 EPILOG = """\b
-The store: --db URL (before or after the command), else $LEDGER_DATABASE_URL, else
-sqlite:///ledger.db. `ledger demo` uses a store of its own (sqlite:///demo.db).
+The store: --db URL (before or after the command), else $LEDGER_DATABASE_URL, else `db` in
+the settings file, else sqlite:///ledger.db. `ledger demo` uses a store of its own
+(sqlite:///demo.db). Every option can also be set by $LEDGER_<COMMAND>_<OPTION> or in a TOML
+file (--config, $LEDGER_CONFIG, ./ledger.toml): see docs/configuration.md.
 
 \b
 Shell completion (bash; zsh and fish likewise with zsh_source / fish_source):
@@ -101,15 +104,19 @@ Shell completion (bash; zsh and fish likewise with zsh_source / fish_source):
 
 @click.group(cls=LedgerGroup, epilog=EPILOG,
              context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--db", "db", default=None, metavar="URL",
+@click.version_option(None, "--version", package_name="margin-ledger", prog_name="ledger",
+                      message="%(prog)s %(version)s")
+@config_option
+@click.option("--db", "db", default=None, metavar="URL", envvar="LEDGER_DATABASE_URL",
               show_default="sqlite:///ledger.db or $LEDGER_DATABASE_URL",
               help="Store URL: sqlite:///FILE or postgresql://user@host/db.")
 @click.pass_context
 def main(ctx: click.Context, db: str | None) -> None:
     """An event-sourced margin ledger for crypto-derivatives exchanges."""
-    # "db_given": what --db named, if anything; the demo never falls back to the store the
-    # other commands use (it would write a simulated day into it).
-    ctx.obj = {"db": db or os.environ.get("LEDGER_DATABASE_URL") or DEFAULT_DB, "db_given": db}
+    # "db_given": what --db named on the command line, if anything; the demo never falls back
+    # to the store the other commands use (it would write a simulated day into it).
+    given = ctx.get_parameter_source("db") is click.core.ParameterSource.COMMANDLINE
+    ctx.obj = {"db": db or DEFAULT_DB, "db_given": db if given else None}
 
 
 @main.command()
@@ -123,7 +130,18 @@ def run(ctx: click.Context, feed: str, batch_size: int, progress: bool | None) -
     """Apply a JSONL feed of commands, in order (FEED `-`: standard input).
 
     Each rejected line prints one JSON line on stderr; a last JSON line gives the counts:
-    {"applied": N, "acknowledged": N, "rejected": N}.
+    {"applied": N, "acknowledged": N, "rejected": N}. Exit 0: all applied or acknowledged;
+    1: some rejected; 2: feed or store unavailable; 3: internal error.
+
+    \b
+    Command types (one JSON object per line, each with "type" and "at"):
+      reference data: asset, instrument, mark_price, index_price, funding_rate,
+                      risk_unit, portfolio_margin
+      accounts:       open_account, change_mode, deposit, withdraw, transfer, fill,
+                      open_orders, adjust_isolated_margin, set_auto_add_margin,
+                      set_leverage, repay, set_spot_in_use
+      periodic:       settle_funding, charge_interest, check_margin, settle_delivery
+    Fields, defaults and error codes: docs/contract.md.
     """
     from ledger.application.feed import FeedUnreadable, Rejection, read_lines, run_feed
 
@@ -414,7 +432,7 @@ def demo(ctx: click.Context, accounts: int, seed: int, fresh: bool) -> None:
 @click.option("--fills", default=100_000, show_default=True, help="Fills to ingest.")
 @click.option("--history", default=100_000, show_default=True,
               help="Events of the account whose state is queried.")
-@click.option("--postgres", "pg_url", default=None,
+@click.option("--postgres", "pg_url", default=None, envvar="LEDGER_BENCH_POSTGRES_URL",
               help="PostgreSQL URL to bench too (default: $LEDGER_BENCH_POSTGRES_URL).")
 @click.option("--only", type=click.Choice(["ingest", "state", "portfolio", "funding",
                                            "projections"]), multiple=True,
@@ -436,7 +454,7 @@ def bench(ctx: click.Context, fills: int, history: int, pg_url: str | None,
         fills = QUICK_FILLS if source("fills") is click.core.ParameterSource.DEFAULT else fills
         history = (QUICK_HISTORY if source("history") is click.core.ParameterSource.DEFAULT
                    else history)
-    postgres = None if quick else pg_url or os.environ.get("LEDGER_BENCH_POSTGRES_URL")
+    postgres = None if quick else pg_url
     sys.exit(run_bench(fills=fills, history=history, pg_url=postgres,
                        only=set(only), portfolio_accounts=QUICK_PORTFOLIO if quick else 10_000))
 
@@ -448,6 +466,10 @@ register(main)  # migrate, projections run|rebuild|status, reconcile
 main.add_command(scheduler)
 
 # Commands that live in modules of their own (ledger/cli_<topic>.py), one line each.
+
+from ledger.cli_stream import publish  # noqa: E402
+
+main.add_command(publish)
 
 if __name__ == "__main__":
     main()
