@@ -198,7 +198,8 @@ class InterestCommands(Handlers):
         if accrued > ZERO:
             terms = self.refs.require_asset(asset)
             account.charge_interest(period=at, asset=asset, accrued=accrued,
-                                    precision=terms.precision)
+                                    precision=terms.precision,
+                                    rounding=self.refs.require_asset(asset, at).payment_rounding)
             self.uow.touch(account)
             accrued = ZERO
             folded = account if on_time else None
