@@ -204,3 +204,22 @@ def test_default_policies_leave_the_command_digest_as_before() -> None:
     assert not {"auto_exchange_trigger", "payment_rounding"} & content.keys()
     assert "accrual" not in parse_command(usdt()).content()["interest"]
     assert "funding_rate_basis" not in parse_command(reference()[3]).content()
+
+
+def test_half_even_interest_charge_and_its_rounding_line(store_url: str) -> None:
+    """payment_rounding half_even: 10,000 USDT owed for an hour at 10 % (DESIGN §6.8):
+    0.1141552511415525… is charged as 0.11415525 (the 9th digit is 1: down; payer_pays_up
+    would charge 0.11415526). system:interest takes the exact amount (cut at 18 places) and
+    system:rounding the −0.0000000011415525… difference; the event balances."""
+    ledger = Ledger(store_url)
+    apply(ledger, [*reference(rate="0.10", payment_rounding="half_even"),
+                   *loss("10000", "l1", 0), charge(HOUR)])
+    [event] = [e for e in queries.events(ledger, "alice") if e["type"] == "InterestCharged"]
+    assert Decimal(event["amount"]) == Decimal("0.11415525")
+    lines = {p["account"]: Decimal(p["amount"]) for p in event["postings"]}
+    assert lines["alice"] == Decimal("-0.11415525")
+    assert lines["system:interest"] == Decimal("0.114155251141552511")
+    assert lines["system:rounding"] == Decimal("-0.000000001141552511")
+    assert sum(lines.values(), Decimal(0)) == 0
+    state = queries.state(ledger, "alice", T0 + timedelta(seconds=HOUR))
+    assert Decimal(state["balances"]["USDT"]) == Decimal("-10000.11415525")
