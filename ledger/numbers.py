@@ -1,9 +1,11 @@
-"""Exact decimal arithmetic: the context, strict parsing, the two posting roundings, printing.
+"""Exact decimal arithmetic: the context, strict parsing, the posting roundings, printing.
 
 Money, prices, rates and quantities are `Decimal` with 34 significant digits (DESIGN §4). State
 figures are never rounded; posted amounts are rounded once, by `round_paid` (up: the account pays
 a little more, the exchange is favoured) or `round_received` (down: the account receives a little
-less, the exchange is favoured), and the difference goes to `system:rounding`.
+less, the exchange is favoured), and the difference goes to `system:rounding`. An asset whose
+`payment_rounding` is `half_even` (issue 14) has its fees, funding and interest rounded by a
+third helper, `round_half_even` (to the nearest step, favouring nobody on average).
 
 Input bounds (issue 10). Every figure the ledger posts is quantised on the system side to 18
 places (`postings.SYSTEM_PLACES`) inside 34 significant digits, so a posted figure must stay
