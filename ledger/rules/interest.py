@@ -9,6 +9,7 @@ Example: 10,000 at 10 % for 3,600 s → 10,000 × 0.10 × 3,600 / 31,536,000 = 0
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
@@ -139,11 +140,11 @@ def hourly_accrued(segments: Sequence[Segment], end: int) -> Decimal:
 
 
 def _segment_at(segments: Sequence[Segment], moment: int) -> Segment:
-    """The segment in force at `moment` (start ≤ moment < stop, or the final point)."""
-    for segment in segments:
-        if segment[0] <= moment < segment[1]:
-            return segment
-    return segments[-1]
+    """The segment in force at `moment` (start ≤ moment < stop, or the final point);
+    `segments` are contiguous and sorted, so a bisection on their starts finds it."""
+    index = bisect_right(segments, moment, key=lambda segment: segment[0]) - 1
+    segment = segments[max(index, 0)]
+    return segment if moment < segment[1] else segments[-1]
 
 
 def _snapshot_hours(segments: Sequence[Segment], end: int) -> Decimal:
