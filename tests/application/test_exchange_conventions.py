@@ -223,3 +223,43 @@ def test_half_even_interest_charge_and_its_rounding_line(store_url: str) -> None
     assert sum(lines.values(), Decimal(0)) == 0
     state = queries.state(ledger, "alice", T0 + timedelta(seconds=HOUR))
     assert Decimal(state["balances"]["USDT"]) == Decimal("-10000.11415525")
+
+
+def test_terms_store_a_convention_only_when_it_is_not_the_default() -> None:
+    """Events written before issue 14 hold no convention keys and read back with the
+    defaults; a non-default convention round-trips."""
+    from ledger.domain.terms import (
+        asset_from_dict,
+        asset_to_dict,
+        instrument_from_dict,
+        instrument_to_dict,
+    )
+    from ledger.rules.terms import (
+        AssetTerms,
+        AutoExchangeTrigger,
+        FundingRateBasis,
+        InstrumentTerms,
+        InterestAccrual,
+        InterestTerms,
+        Kind,
+        PaymentRounding,
+        RiskTier,
+    )
+
+    plain = AssetTerms("USDT", interest=InterestTerms(Decimal("0.1")))
+    stored = asset_to_dict(plain)
+    assert not {"auto_exchange_trigger", "payment_rounding"} & stored.keys()
+    assert "accrual" not in stored["interest"]
+    assert asset_from_dict(stored) == plain
+    custom = AssetTerms("USDT", interest=InterestTerms(
+        Decimal("0.1"), accrual=InterestAccrual.STARTED_HOURS),
+        auto_exchange_trigger=AutoExchangeTrigger.AT_OR_ABOVE,
+        payment_rounding=PaymentRounding.HALF_EVEN)
+    assert asset_from_dict(asset_to_dict(custom)) == custom
+    tiers = (RiskTier(None, Decimal("0.004"), Decimal("100")),)
+    instrument = InstrumentTerms("BTCUSDT", Kind.LINEAR_PERPETUAL, "BTC", "USDT", Decimal(1),
+                                 tiers)
+    assert "funding_rate_basis" not in instrument_to_dict(instrument)
+    per_8h = InstrumentTerms("BTCUSDT", Kind.LINEAR_PERPETUAL, "BTC", "USDT", Decimal(1), tiers,
+                             funding_rate_basis=FundingRateBasis.PER_8H)
+    assert instrument_from_dict(instrument_to_dict(per_8h)) == per_8h
