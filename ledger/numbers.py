@@ -1,9 +1,11 @@
-"""Exact decimal arithmetic: the context, strict parsing, the two posting roundings, printing.
+"""Exact decimal arithmetic: the context, strict parsing, the posting roundings, printing.
 
 Money, prices, rates and quantities are `Decimal` with 34 significant digits (DESIGN §4). State
 figures are never rounded; posted amounts are rounded once, by `round_paid` (up: the account pays
 a little more, the exchange is favoured) or `round_received` (down: the account receives a little
-less, the exchange is favoured), and the difference goes to `system:rounding`.
+less, the exchange is favoured), and the difference goes to `system:rounding`. An asset whose
+`payment_rounding` is `half_even` (issue 14) has its fees, funding and interest rounded by a
+third helper, `round_half_even` (to the nearest step, favouring nobody on average).
 
 Input bounds (issue 10). Every figure the ledger posts is quantised on the system side to 18
 places (`postings.SYSTEM_PLACES`) inside 34 significant digits, so a posted figure must stay
@@ -52,7 +54,7 @@ from __future__ import annotations
 
 import decimal
 import re
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -129,6 +131,18 @@ def round_received(amount: Decimal, places: int) -> Decimal:
     """Round an amount the account receives down to `places` decimals (favours the exchange)."""
     assert amount >= ZERO, amount
     return amount.quantize(quantum(places), rounding=ROUND_FLOOR)
+
+
+def round_half_even(amount: Decimal, places: int) -> Decimal:
+    """Round a paid or received amount to the nearest step of `places` decimals, a tie to the
+    even step (favours nobody on average; asset policy `payment_rounding: half_even`, issue 14).
+
+    The third posting rounding, on purpose beside `round_paid`/`round_received`: it is used
+    only when an asset asks for it. Examples (2 places): 1.125 → 1.12, 1.115 → 1.12,
+    1.1251 → 1.13.
+    """
+    assert amount >= ZERO, amount
+    return amount.quantize(quantum(places), rounding=ROUND_HALF_EVEN)
 
 
 def round_signed(change: Decimal, places: int) -> Decimal:

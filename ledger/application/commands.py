@@ -283,9 +283,20 @@ class Command(BaseModel):
     type: str
     at: At
 
+    ADDED_DEFAULTS: ClassVar[dict[str, Any]] = {}
+    """Fields added after stores were written, with their defaults: left out of the content
+    while at their default, so a command re-run against an older store keeps its digest."""
+
     def content(self) -> dict[str, Any]:
         """Return the parsed content, defaults applied (what "same content" compares)."""
-        return self.model_dump()
+        data = self.model_dump()
+        for name, default in self.ADDED_DEFAULTS.items():
+            if data.get(name) == default:
+                del data[name]
+        interest = data.get("interest")
+        if isinstance(interest, dict) and interest.get("accrual") == "per_second":
+            del interest["accrual"]  # issue 14: as the content was before `accrual`
+        return data
 
 
 class Part(BaseModel):
@@ -304,6 +315,8 @@ class InterestIn(Part):
     annual_rate: AnnualRate
     free_amount: Limit = ZERO
     free_mode: Literal["excess", "full"] = "excess"
+    accrual: Literal["per_second", "hourly_snapshot", "started_hours",
+                     "hours_rounded_up"] = "per_second"  # issue 14
 
 
 def _check_bounds(bounds: list[Decimal | None], what: str) -> None:
@@ -325,6 +338,10 @@ class AssetCmd(Command):
     auto_exchange_discount: PositiveFraction | None = None
     borrow_mmr_rate: Fraction = Decimal("0.02")
     borrow_imr_rate: Fraction = Decimal("0.1")
+    # exchange conventions (issue 14, convA)
+    auto_exchange_trigger: Literal["above", "at_or_above"] = "above"
+    payment_rounding: Literal["payer_pays_up", "half_even"] = "payer_pays_up"
+    ADDED_DEFAULTS = {"auto_exchange_trigger": "above", "payment_rounding": "payer_pays_up"}
 
     @model_validator(mode="after")
     def _check(self) -> AssetCmd:
@@ -365,6 +382,8 @@ class InstrumentCmd(Command):
     auto_add_amount: Literal["maintenance", "initial"] = "maintenance"
     expiry: At | None = None
     delivery_fee_rate: DeliveryFeeRate | None = None
+    funding_rate_basis: Literal["per_interval", "per_8h"] = "per_interval"  # issue 14 (convA)
+    ADDED_DEFAULTS = {"funding_rate_basis": "per_interval"}
 
     @model_validator(mode="after")
     def _check(self) -> InstrumentCmd:

@@ -60,7 +60,8 @@ from ledger.rules.positions import (
     isolated_margin_for,
     notional,
 )
-from ledger.rules.terms import InstrumentTerms, Mode
+from ledger.rules.rounding import payment_change
+from ledger.rules.terms import InstrumentTerms, Mode, PaymentRounding
 from ledger.times import format_at
 
 CROSS = rules.CROSS
@@ -393,6 +394,7 @@ class Account(Aggregate):
         leverage: Decimal | None,
         liquidation: bool,
         precision: int,
+        rounding: PaymentRounding = PaymentRounding.PAYER_PAYS_UP,
     ) -> None:
         """Record a fill: open, add, reduce, close or flip a one-way position (DESIGN §6.4),
         with its fee and realised PnL posted in the settle asset."""
@@ -426,7 +428,8 @@ class Account(Aggregate):
             rate = terms.maker_fee_rate if liquidity == "maker" else terms.taker_fee_rate
             fee = fill_fee(qty, terms.contract_size, price, rate, terms.is_inverse)
         if fee != ZERO:
-            fee_postings = rounded_change(self.name, SYSTEM_FEES, settle, -fee, precision)
+            fee_postings = rounded_change(self.name, SYSTEM_FEES, settle, -fee, precision,
+                                          rounding)
             self._record(Account.FeeCharged, at=at, command_id=command_id,
                          symbol=terms.symbol, asset=settle, amount=fee, postings=fee_postings)
 
@@ -759,7 +762,8 @@ class Account(Aggregate):
             account.positions.pop(position_key(self.symbol, self.margin_type), None)
 
     def deliver(self, *, period: datetime, terms: InstrumentTerms, price: Decimal,
-                precision: int) -> None:
+                precision: int,
+                rounding: PaymentRounding = PaymentRounding.PAYER_PAYS_UP) -> None:
         """Close every position on a delivered future at the delivery price, posting its
         realised PnL and the delivery fee (PORTFOLIO-MARGIN §10.11)."""
         for margin_type in (CROSS, ISOLATED):
@@ -774,7 +778,8 @@ class Account(Aggregate):
             postings = rounded_change(self.name, SYSTEM_CLEARING, terms.settle,
                                       outcome.realized_pnl, precision)
             if fee != ZERO:
-                postings += rounded_change(self.name, SYSTEM_FEES, terms.settle, -fee, precision)
+                postings += rounded_change(self.name, SYSTEM_FEES, terms.settle, -fee, precision,
+                                           rounding)
             self._record(Account.FutureDelivered, at=self.posting_time(period), period=period,
                          symbol=terms.symbol, margin_type=margin_type,
                          side="long" if qty > ZERO else "short", qty=abs(qty),
@@ -795,12 +800,15 @@ class Account(Aggregate):
     def settle_funding(
         self, *, period: datetime, terms: InstrumentTerms, margin_type: str, qty: Decimal,
         mark: Decimal, rate: Decimal, precision: int,
+        rounding: PaymentRounding = PaymentRounding.PAYER_PAYS_UP,
     ) -> None:
-        """Post one funding payment (DESIGN §6.6); nothing for a zero amount."""
+        """Post one funding payment (DESIGN §6.6); nothing for a zero amount. `rate` is the
+        rate applied to this interval (scaled from its quoted basis, issue 14)."""
         change = funding_change(qty, terms.contract_size, mark, rate, terms.is_inverse)
         if change == ZERO:
             return
-        postings = rounded_change(self.name, SYSTEM_FUNDING, terms.settle, change, precision)
+        postings = rounded_change(self.name, SYSTEM_FUNDING, terms.settle, change, precision,
+                                  rounding)
         posted = sum((p.amount for p in postings if p.account == self.name), ZERO)
         self._record(Account.FundingSettled, at=self.posting_time(period), period=period,
                      symbol=terms.symbol, margin_type=margin_type, qty=qty, rate=rate,
@@ -853,15 +861,20 @@ class Account(Aggregate):
             account.interest_from[self.asset] = self.period
 
     def charge_interest(
-        self, *, period: datetime, asset: str, accrued: Decimal, precision: int
+        self, *, period: datetime, asset: str, accrued: Decimal, precision: int,
+        rounding: PaymentRounding = PaymentRounding.PAYER_PAYS_UP,
     ) -> None:
-        """Charge interest accrued up to `period` as one amount, rounded up (§6.8)."""
+        """Charge interest accrued up to `period` as one amount, rounded up (§6.8) or as the
+        asset's `payment_rounding` says (issue 14)."""
         if accrued <= ZERO:
             return
-        postings = rounded_change(self.name, SYSTEM_INTEREST, asset, -accrued, precision)
+        postings = rounded_change(self.name, SYSTEM_INTEREST, asset, -accrued, precision,
+                                  rounding)
+        amount = -payment_change(-accrued, precision, rounding)
+        if amount == ZERO:
+            return  # half-even can round a tiny accrual to nothing: nothing to charge
         self._record(Account.InterestCharged, at=self.posting_time(period), period=period,
-                     asset=asset, amount=round_paid(accrued, precision), accrued=accrued,
-                     postings=postings)
+                     asset=asset, amount=amount, accrued=accrued, postings=postings)
 
 
 @cache

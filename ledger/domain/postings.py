@@ -14,7 +14,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from ledger.numbers import ZERO, round_signed
+from ledger.numbers import ZERO
+from ledger.rules.rounding import payment_change
+from ledger.rules.terms import PaymentRounding
 
 SYSTEM_CUSTODY = "system:custody"
 SYSTEM_FEES = "system:fees"
@@ -67,16 +69,19 @@ the account's line), and sums over any number of events stay exact within 34 dig
 
 
 def rounded_change(
-    account: str, counter: str, asset: str, exact: Decimal, places: int
+    account: str, counter: str, asset: str, exact: Decimal, places: int,
+    rounding: PaymentRounding = PaymentRounding.PAYER_PAYS_UP,
 ) -> list[Posting]:
     """Post a signed change of `account`'s balance, rounded against the account.
 
     The account gets the rounded change (credits down, debits up), `counter` the exact opposite,
     and `system:rounding` the difference, so the lines sum to zero exactly. Zero lines are left
     out. Example: −1.234567891 to alice (8 places) → alice −1.23456790, counter +1.234567891,
-    rounding +0.000000009. The counter side is cut at SYSTEM_PLACES.
+    rounding +0.000000009. The counter side is cut at SYSTEM_PLACES. A fee, funding payment
+    or interest charge passes its asset's `payment_rounding` (issue 14): under `half_even`
+    the account's line is the nearest step instead, the difference still to `system:rounding`.
     """
-    posted = round_signed(exact, places)
+    posted = payment_change(exact, places, rounding)
     exact = exact.quantize(SYSTEM_QUANTUM, rounding=ROUND_HALF_EVEN)
     lines = [Posting(account, asset, posted), Posting(counter, asset, -exact)]
     difference = exact - posted

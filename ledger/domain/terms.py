@@ -13,13 +13,17 @@ from typing import Any
 from ledger.rules.terms import (
     AssetTerms,
     AutoAddAmount,
+    AutoExchangeTrigger,
     CollateralTier,
     FreeMode,
+    FundingRateBasis,
     InstrumentTerms,
+    InterestAccrual,
     InterestTerms,
     Kind,
     MmBasis,
     MultiplierTier,
+    PaymentRounding,
     PortfolioTerms,
     RateBand,
     RiskTier,
@@ -29,7 +33,7 @@ from ledger.rules.terms import (
 
 
 def asset_to_dict(terms: AssetTerms) -> dict[str, Any]:
-    return {
+    return _with_conventions(terms, {
         "asset": terms.asset,
         "precision": terms.precision,
         "collateral_tiers": [[t.up_to, t.ratio] for t in terms.collateral_tiers],
@@ -43,7 +47,20 @@ def asset_to_dict(terms: AssetTerms) -> dict[str, Any]:
         "auto_exchange_discount": terms.auto_exchange_discount,
         "borrow_mmr_rate": terms.borrow_mmr_rate,
         "borrow_imr_rate": terms.borrow_imr_rate,
-    }
+    })
+
+
+# Issue 14 (convA): a convention is stored only when it differs from its default, so that the
+# events of every feed written without one stay exactly as they were (same content, same
+# hashes), and an event stored before the conventions existed reads back with the defaults.
+def _with_conventions(terms: AssetTerms, data: dict[str, Any]) -> dict[str, Any]:
+    if terms.interest is not None and terms.interest.accrual is not InterestAccrual.PER_SECOND:
+        data["interest"]["accrual"] = terms.interest.accrual.value
+    if terms.auto_exchange_trigger is not AutoExchangeTrigger.ABOVE:
+        data["auto_exchange_trigger"] = terms.auto_exchange_trigger.value
+    if terms.payment_rounding is not PaymentRounding.PAYER_PAYS_UP:
+        data["payment_rounding"] = terms.payment_rounding.value
+    return data
 
 
 def asset_from_dict(data: dict[str, Any]) -> AssetTerms:
@@ -57,16 +74,19 @@ def asset_from_dict(data: dict[str, Any]) -> AssetTerms:
             annual_rate=interest["annual_rate"],
             free_amount=interest["free_amount"],
             free_mode=FreeMode(interest["free_mode"]),
+            accrual=InterestAccrual(interest.get("accrual", "per_second")),
         ),
         auto_exchange_threshold_usd=data.get("auto_exchange_threshold_usd"),
         auto_exchange_discount=data.get("auto_exchange_discount"),
         borrow_mmr_rate=data["borrow_mmr_rate"],
         borrow_imr_rate=data["borrow_imr_rate"],
+        auto_exchange_trigger=AutoExchangeTrigger(data.get("auto_exchange_trigger", "above")),
+        payment_rounding=PaymentRounding(data.get("payment_rounding", "payer_pays_up")),
     )
 
 
 def instrument_to_dict(terms: InstrumentTerms) -> dict[str, Any]:
-    return {
+    data: dict[str, Any] = {
         "symbol": terms.symbol,
         "kind": terms.kind.value,
         "base": terms.base,
@@ -83,6 +103,9 @@ def instrument_to_dict(terms: InstrumentTerms) -> dict[str, Any]:
         "expiry": terms.expiry,
         "delivery_fee_rate": terms.delivery_fee_rate,
     }
+    if terms.funding_rate_basis is not FundingRateBasis.PER_INTERVAL:  # issue 14 (convA)
+        data["funding_rate_basis"] = terms.funding_rate_basis.value
+    return data
 
 
 def instrument_from_dict(data: dict[str, Any]) -> InstrumentTerms:
@@ -106,6 +129,7 @@ def instrument_from_dict(data: dict[str, Any]) -> InstrumentTerms:
         auto_add_amount=AutoAddAmount(data["auto_add_amount"]),
         expiry=_expiry(expiry),
         delivery_fee_rate=data.get("delivery_fee_rate", Decimal(0)),
+        funding_rate_basis=FundingRateBasis(data.get("funding_rate_basis", "per_interval")),
     )
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
 from ledger.numbers import ZERO, round_received
+from ledger.rules.terms import AutoExchangeTrigger
 
 
 def auto_exchange_shares(
@@ -49,15 +50,29 @@ def auto_exchange_shares(
     return [share for share in shares if share[1] > ZERO]
 
 
-def auto_exchange_deficit(wallet: Decimal, index: Decimal, threshold: Decimal) -> Decimal:
-    """Return the deficit of a coin to cover: `−wallet` when its negative balance is worth more
-    than the threshold at its index (policy `above`, DESIGN 6.11), else 0.
+def auto_exchange_deficit(
+    wallet: Decimal, index: Decimal, threshold: Decimal,
+    trigger: AutoExchangeTrigger = AutoExchangeTrigger.ABOVE,
+) -> Decimal:
+    """Return the deficit of a coin to cover: `−wallet` when its negative balance, valued at
+    its index, passes the threshold, else 0. The asset's `auto_exchange_trigger` (issue 14)
+    says what passing means:
 
-    Example: −20,000 USDT at 1 with a 10,000 threshold → 20,000; −5,000 → 0; exactly −10,000 → 0.
+    - `above` (the default, DESIGN 6.11; MEXC multi-asset futures, "when a crypto's liability
+      exceeds the auto repayment threshold", https://www.mexc.com/futures/information/multi_asset):
+      worth more than the threshold;
+    - `at_or_above`: worth the threshold or more (a debt exactly at the threshold is covered,
+      so it favours the exchange by one boundary case).
+
+    Example: −20,000 USDT at 1 with a 10,000 threshold → 20,000; −5,000 → 0; exactly −10,000 →
+    0 under `above`, 10,000 under `at_or_above`.
     """
-    if wallet >= ZERO or -wallet * index <= threshold:
+    if wallet >= ZERO:
         return ZERO
-    return -wallet
+    worth = -wallet * index
+    if trigger is AutoExchangeTrigger.AT_OR_ABOVE:
+        return -wallet if worth >= threshold else ZERO
+    return -wallet if worth > threshold else ZERO
 
 
 def auto_exchange_givers(

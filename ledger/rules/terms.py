@@ -42,6 +42,42 @@ class AutoAddAmount(StrEnum):
     INITIAL = "initial"  # E·Q·F / leverage
 
 
+# --- exchange conventions (issue 14, convA): interest accrual, auto-exchange trigger,
+# funding rate basis, payment rounding. Defaults are the ledger's behaviour before them.
+
+
+class InterestAccrual(StrEnum):
+    """How debt interest accrues in time (asset `interest.accrual`)."""
+
+    PER_SECOND = "per_second"  # exactly, second by second (DESIGN §6.8; the default)
+    HOURLY_SNAPSHOT = "hourly_snapshot"  # the debt held at each whole hour: one hour (BIT)
+    STARTED_HOURS = "started_hours"  # every started hour of a borrowing (MEXC, RightBTC)
+    HOURS_ROUNDED_UP = "hours_rounded_up"  # elapsed hours rounded up (Bitget)
+
+
+class AutoExchangeTrigger(StrEnum):
+    """When a negative coin's value triggers auto-exchange (asset `auto_exchange_trigger`)."""
+
+    ABOVE = "above"  # worth more than the threshold (DESIGN 6.11; the default)
+    AT_OR_ABOVE = "at_or_above"  # worth the threshold or more
+
+
+class FundingRateBasis(StrEnum):
+    """The period a funding rate is quoted for (instrument `funding_rate_basis`)."""
+
+    PER_INTERVAL = "per_interval"  # per funding interval (the default)
+    PER_8H = "per_8h"  # per 8 hours, scaled by funding_interval_hours / 8 (bit.com)
+
+
+class PaymentRounding(StrEnum):
+    """How fees, funding and interest are rounded to the asset's precision."""
+
+    PAYER_PAYS_UP = "payer_pays_up"  # against the account (DESIGN §4; the default)
+    HALF_EVEN = "half_even"  # to the nearest step, a tie to the even one
+
+# --- end of the issue 14 (convA) conventions
+
+
 class Kind(StrEnum):
     LINEAR_PERPETUAL = "linear_perpetual"
     INVERSE_PERPETUAL = "inverse_perpetual"
@@ -77,6 +113,7 @@ class InterestTerms:
     annual_rate: Decimal
     free_amount: Decimal = ZERO
     free_mode: FreeMode = FreeMode.EXCESS
+    accrual: InterestAccrual = InterestAccrual.PER_SECOND  # issue 14
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +129,9 @@ class AssetTerms:
     auto_exchange_discount: Decimal | None = None
     borrow_mmr_rate: Decimal = Decimal("0.02")
     borrow_imr_rate: Decimal = Decimal("0.1")
+    # exchange conventions (issue 14, convA)
+    auto_exchange_trigger: AutoExchangeTrigger = AutoExchangeTrigger.ABOVE
+    payment_rounding: PaymentRounding = PaymentRounding.PAYER_PAYS_UP
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +153,8 @@ class InstrumentTerms:
     auto_add_amount: AutoAddAmount = AutoAddAmount.MAINTENANCE
     expiry: datetime | None = None
     delivery_fee_rate: Decimal = ZERO
+    # exchange conventions (issue 14, convA)
+    funding_rate_basis: FundingRateBasis = FundingRateBasis.PER_INTERVAL
 
     @property
     def is_inverse(self) -> bool:

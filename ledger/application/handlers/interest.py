@@ -23,7 +23,15 @@ from ledger.application.unit_of_work import UnitOfWork
 from ledger.domain.account import CROSS, Account
 from ledger.domain.ids import account_id
 from ledger.numbers import ZERO
-from ledger.rules.interest import accrued_over, coin_equity, liability, lowest_equity
+from ledger.rules.interest import (
+    Segment,
+    accrued_over,
+    coin_equity,
+    hourly_accrued,
+    liability,
+    lowest_equity,
+)
+from ledger.rules.terms import InterestAccrual
 from ledger.times import from_micros, to_micros
 
 
@@ -77,7 +85,90 @@ class InterestCommands(Handlers):
             terms = self.refs.data.asset_terms(asset, end)
             owed = liability(self._coin_equity(state, asset, end)) > ZERO
             had_debt = had_debt or (owed and terms is not None and terms.interest is not None)
-        return total, had_debt, state
+        hourly = self._hourly_accrued(account, asset, end)
+        return total + hourly, had_debt or hourly > ZERO, state
+
+    # --- issue 14 (convA): interest accrued by whole hours ----------------------------------
+
+    def _hourly_accrued(self, account: Account, asset: str, end: datetime) -> Decimal:
+        """Return the interest the hour-based policies (`interest.accrual` other than
+        `per_second`) have accrued on `asset` and not yet charged as of `end`: what they
+        accrued over the account's whole history by `end`, less what they had accrued by the
+        last charge (as the account stood just before that charge). Hours are anchored at
+        the start of each borrowing, which may precede the last charge, so the timeline runs
+        from the account's opening (only for an asset that has used such a policy)."""
+        series = self.refs.data.assets[asset].terms
+        if not any(t is not None and t.interest is not None
+                   and t.interest.accrual is not InterestAccrual.PER_SECOND
+                   for t in series.values):
+            return ZERO
+        aggregate_id = account_id(account.name)
+        last = self.history.version_at(aggregate_id, to_micros(end))
+        if last is None:
+            return ZERO
+        events = self.history.events(aggregate_id, gt=1, lte=last) if last > 1 else []
+        charges = [e for e in events
+                   if isinstance(e, Account.InterestCharged) and e.asset == asset]
+        accrued = hourly_accrued(self._timeline(aggregate_id, asset, events, end),
+                                 to_micros(end))
+        if charges:
+            charge = charges[-1]
+            before = [e for e in events if e.originator_version < charge.originator_version]
+            accrued -= hourly_accrued(
+                self._timeline(aggregate_id, asset, before, charge.period),
+                to_micros(charge.period))
+        return max(accrued, ZERO)
+
+    def _timeline(self, aggregate_id: UUID, asset: str, events: list[Any], end: datetime
+                  ) -> list[Segment]:
+        """Return the account's constant-debt segments of `asset` from its opening to `end`,
+        and the point (end, end): the state after every event at or before `end`."""
+        state = self.history.load_account(aggregate_id, 1)
+        begin = state.last_at
+        cuts = sorted({begin, *(e.at for e in events if begin < e.at < end)})
+        pending = iter(events)
+        upcoming = next(pending, None)
+        segments: list[Segment] = []
+        for here, there in zip(cuts, [*cuts[1:], end], strict=True):
+            while upcoming is not None and upcoming.at <= here:
+                upcoming.mutate(state)
+                upcoming = next(pending, None)
+            segments += self._segments_between(state, asset, here, there)
+        while upcoming is not None and upcoming.at <= end:
+            upcoming.mutate(state)
+            upcoming = next(pending, None)
+        terms = self.refs.data.asset_terms(asset, end)
+        debt = liability(self._coin_equity(state, asset, end))
+        moment = to_micros(end)
+        segments.append((moment, moment, debt, terms.interest if terms else None))
+        return segments
+
+    def _segments_between(self, state: Account, asset: str, here: datetime, there: datetime
+                          ) -> list[Segment]:
+        """The constant-debt segments of [here, there) while the account does not change:
+        cut at every mark of its cross positions settled in `asset` and every change of the
+        asset's terms."""
+        if here >= there:
+            return []
+        cuts = {to_micros(here)}
+        for held in state.positions.values():
+            self.refs.instrument(held["symbol"])
+            terms = self.refs.data.instrument_terms(held["symbol"], here)
+            if held["margin_type"] == CROSS and terms is not None and terms.settle == asset:
+                history = self.refs.data.instruments[held["symbol"]]
+                cuts.update(t for t, _ in history.marks.between(here, there))
+                cuts.update(t for t, _ in history.terms.between(here, there))
+        series = self.refs.data.assets[asset].terms
+        cuts.update(t for t, _ in series.between(here, there))
+        points = sorted(t for t in cuts if t < to_micros(there))
+        segments: list[Segment] = []
+        for start, stop in zip(points, [*points[1:], to_micros(there)], strict=True):
+            moment = from_micros(start)
+            debt = liability(self._coin_equity(state, asset, moment))
+            asset_terms = series.at(moment)
+            segments.append((start, stop, debt,
+                             asset_terms.interest if asset_terms else None))
+        return segments
 
     def _state_since(
         self, account: Account, asset: str, end: datetime
@@ -149,6 +240,8 @@ class InterestCommands(Handlers):
             asset_terms = series.at(moment)
             interest = asset_terms.interest if asset_terms else None
             had_debt = had_debt or (debt > ZERO and interest is not None)
+            if interest is not None and interest.accrual is not InterestAccrual.PER_SECOND:
+                interest = None  # issue 14: accrued by whole hours (_hourly_accrued)
             segments.append((debt, interest, Decimal(stop - start) / Decimal(1_000_000)))
         return accrued_over(segments), had_debt
 
@@ -198,7 +291,8 @@ class InterestCommands(Handlers):
         if accrued > ZERO:
             terms = self.refs.require_asset(asset)
             account.charge_interest(period=at, asset=asset, accrued=accrued,
-                                    precision=terms.precision)
+                                    precision=terms.precision,
+                                    rounding=self.refs.require_asset(asset, at).payment_rounding)
             self.uow.touch(account)
             accrued = ZERO
             folded = account if on_time else None

@@ -28,13 +28,17 @@ from ledger.rules.maintenance import derived_deductions
 from ledger.rules.terms import (
     AssetTerms,
     AutoAddAmount,
+    AutoExchangeTrigger,
     CollateralTier,
     FreeMode,
+    FundingRateBasis,
     InstrumentTerms,
+    InterestAccrual,
     InterestTerms,
     Kind,
     MmBasis,
     MultiplierTier,
+    PaymentRounding,
     PortfolioTerms,
     RateBand,
     RiskTier,
@@ -56,11 +60,13 @@ class ReferenceCommands(Handlers):
             tier_basis=TierBasis(cmd.tier_basis),
             interest=None if cmd.interest is None else InterestTerms(
                 cmd.interest.annual_rate, cmd.interest.free_amount,
-                FreeMode(cmd.interest.free_mode)),
+                FreeMode(cmd.interest.free_mode), InterestAccrual(cmd.interest.accrual)),
             auto_exchange_threshold_usd=cmd.auto_exchange_threshold_usd,
             auto_exchange_discount=cmd.auto_exchange_discount,
             borrow_mmr_rate=cmd.borrow_mmr_rate,
             borrow_imr_rate=cmd.borrow_imr_rate,
+            auto_exchange_trigger=AutoExchangeTrigger(cmd.auto_exchange_trigger),  # issue 14
+            payment_rounding=PaymentRounding(cmd.payment_rounding),  # issue 14
         )
         existing = self.refs.asset(cmd.asset)
         if existing is None:
@@ -108,6 +114,7 @@ class ReferenceCommands(Handlers):
             funding_interval_hours=cmd.funding_interval_hours or 8,
             auto_add_amount=AutoAddAmount(cmd.auto_add_amount), expiry=cmd.expiry,
             delivery_fee_rate=cmd.delivery_fee_rate or ZERO,
+            funding_rate_basis=FundingRateBasis(cmd.funding_rate_basis),  # issue 14
         )
         if existing is None:
             aggregate = Instrument.list(instrument_id(cmd.symbol), cmd.at, cmd.symbol,

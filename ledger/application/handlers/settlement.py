@@ -21,9 +21,10 @@ from ledger.errors import (
     NoPriceError,
 )
 from ledger.numbers import ZERO
-from ledger.rules.funding import is_funding_time
+from ledger.rules.funding import funding_rate_for_interval, is_funding_time
 from ledger.rules.terms import (
     InstrumentTerms,
+    PaymentRounding,
 )
 from ledger.times import format_at
 
@@ -67,9 +68,12 @@ class SettlementCommands(Handlers):
             for margin_type, qty in positions:
                 if rate is not None and mark is not None and rate != ZERO:
                     before = account.version
+                    applied = funding_rate_for_interval(  # issue 14: its quoted basis
+                        rate, terms.funding_interval_hours, terms.funding_rate_basis)
                     account.settle_funding(period=period, terms=terms, margin_type=margin_type,
-                                           qty=qty, mark=mark, rate=rate,
-                                           precision=settle.precision)
+                                           qty=qty, mark=mark, rate=applied,
+                                           precision=settle.precision,
+                                           rounding=self._rounding(terms.settle, period))
                     if account.version != before:
                         paid = True
                         self.uow.touch(account)
@@ -132,13 +136,18 @@ class SettlementCommands(Handlers):
             for account, _ in self._holders_at(terms.symbol, cmd.at):
                 before = account.version
                 account.deliver(period=cmd.at, terms=terms, price=price,
-                                precision=settle.precision)
+                                precision=settle.precision,
+                                rounding=self._rounding(terms.settle, cmd.at))
                 if account.version != before:
                     self.uow.touch(account)
             instrument = self.refs.existing_instrument(terms.symbol)
             instrument.deliver(cmd.at, price)
             self.refs.record(instrument, "instrument", terms.symbol)
         return APPLIED
+
+    def _rounding(self, asset: str, at: datetime) -> PaymentRounding:
+        """The asset's `payment_rounding` in force at `at` (issue 14)."""
+        return self.refs.require_asset(asset, at).payment_rounding
 
 
 def _previous_funding_time(at: datetime, hours: int) -> datetime:

@@ -182,7 +182,8 @@ class SweepCommands(Handlers):
             threshold, discount = terms.auto_exchange_threshold_usd, terms.auto_exchange_discount
             if index is None or threshold is None or discount is None:
                 continue
-            deficit = auto_exchange_deficit(wallet, index, threshold)
+            deficit = auto_exchange_deficit(wallet, index, threshold,
+                                            terms.auto_exchange_trigger)
             if deficit <= ZERO:
                 continue
             figures = rules.evaluate(account.snapshot(), market, limits=False)

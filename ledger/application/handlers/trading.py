@@ -59,7 +59,7 @@ class TradingCommands(Handlers):
             at=cmd.at, command_id=cmd.id, terms=terms, side=cmd.side, qty=cmd.qty,
             price=cmd.price, liquidity=cmd.liquidity, fee=cmd.fee,
             margin_type=cmd.margin_type, leverage=cmd.leverage, liquidation=cmd.liquidation,
-            precision=settle.precision,
+            precision=settle.precision, rounding=settle.payment_rounding,
         )
         if cmd.liquidation:
             self._cover_liquidation_shortfall(account, terms, cmd.at)

@@ -27,3 +27,20 @@ def test_givers_are_the_other_positive_coins_weighted_by_effective_collateral() 
     givers, total = auto_exchange_givers("USDT", collateral)
     assert givers == [("BTC", d(54000), d(60000)), ("ETH", d(27000), d(3000))]
     assert total == d(81000)
+
+
+def test_the_at_or_above_trigger_covers_a_debt_exactly_at_the_threshold() -> None:
+    """Issue 14, asset `auto_exchange_trigger`. No exchange page with a worked boundary example
+    was found; hand computation of the rule: a −10,000 USDT wallet at index 1 is worth exactly
+    the 10,000 threshold: `above` (MEXC, "exceeds the auto repayment threshold",
+    https://www.mexc.com/futures/information/multi_asset) leaves it, `at_or_above` covers it.
+    −2 BTC at 4,999.995 = 9,999.99 USD: below the threshold under both."""
+    from ledger.rules.terms import AutoExchangeTrigger
+
+    at_or_above = AutoExchangeTrigger.AT_OR_ABOVE
+    assert auto_exchange_deficit(d(-10000), d(1), d(10000), AutoExchangeTrigger.ABOVE) == 0
+    assert auto_exchange_deficit(d(-10000), d(1), d(10000), at_or_above) == d(10000)
+    assert auto_exchange_deficit(d(-20000), d(1), d(10000), at_or_above) == d(20000)
+    assert auto_exchange_deficit(d(-2), d("4999.995"), d(10000), at_or_above) == 0
+    assert auto_exchange_deficit(d(-2), d("5000"), d(10000), at_or_above) == d(2)
+    assert auto_exchange_deficit(d(0), d(1), d(0), at_or_above) == 0  # no debt at a 0 threshold

@@ -107,3 +107,33 @@ def test_a_time_off_the_hour_is_no_funding_time(at: datetime) -> None:
 
 def test_1h_interval_funds_every_hour() -> None:
     assert all(is_funding_time(_at(hour), 1) for hour in range(24))
+
+
+# --- issue 14: funding_rate_basis ------------------------------------------------------------
+
+
+def test_a_rate_quoted_per_interval_applies_as_it_is() -> None:
+    from ledger.rules.funding import funding_rate_for_interval
+    from ledger.rules.terms import FundingRateBasis
+
+    assert funding_rate_for_interval(D("0.0001"), 4, FundingRateBasis.PER_INTERVAL) == D("0.0001")
+
+
+def test_a_rate_quoted_per_8h_is_scaled_to_the_interval_as_bit_com_publishes() -> None:
+    """bit.com (https://support.bit.com/hc/en-us/articles/360051992953-How-is-Funding-Rate-calculated-):
+    Time Fraction = funding period / 8 hours, payment = rate × size × time fraction. BIT's
+    funding page (https://helpcenter.bitexch.io/en/articles/9777699-funding-mechanism) prints
+    "0.03% daily (0.01% per 8 hours)": 0.0001 per 8 h over a 24 h interval → 0.0003. No
+    published payment example was found; the hourly and 4-hour figures are hand computations
+    of the same rule: 0.0001 × 1/8 = 0.0000125, 0.0001 × 4/8 = 0.00005."""
+    from ledger.rules.funding import funding_rate_for_interval
+    from ledger.rules.terms import FundingRateBasis
+
+    per_8h = FundingRateBasis.PER_8H
+    assert funding_rate_for_interval(D("0.0001"), 24, per_8h) == D("0.0003")
+    assert funding_rate_for_interval(D("0.0001"), 8, per_8h) == D("0.0001")
+    assert funding_rate_for_interval(D("0.0001"), 1, per_8h) == D("0.0000125")
+    assert funding_rate_for_interval(D("0.0001"), 4, per_8h) == D("0.00005")
+    # 2 BTC at 30,000 funded every 4 h at 0.01 % per 8 h: the long pays 2 × 30,000 × 0.00005 = 3.
+    rate = funding_rate_for_interval(D("0.0001"), 4, per_8h)
+    assert funding_change(D(20000), SIZE, D(30000), rate, inverse=False) == D(-3)
