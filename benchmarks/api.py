@@ -1,17 +1,19 @@
 """`ledger bench --only api`: latency of `GET /v1/accounts/big/state?at=T` under load.
 
 A store whose account `big` has `history` events (`benchmarks.run.history_lines`, one fill a
-second), a real `ledger serve` process, and an asyncio load generator (httpx): CLIENTS
-concurrent clients, each sending its share of REQUESTS requests back to back, every one at a
-random second of the history. Reported: median and p99 latency (ms) and requests/s, per backend.
-The load generator shares the machine with the server: on a small machine its own CPU time is
-part of the latency measured.
+second), a real `ledger serve` process, and CLIENTS concurrent clients asking for the state at a
+random second of the history, back to back. The load comes from `wrk` (C, light: Debian's
+`wrk` package) when it is installed, for WRK_SECONDS; otherwise from an asyncio generator
+(httpx) sending REQUESTS requests. Reported: median and p99 latency (ms) and requests/s, per
+backend. The load generator shares the machine with the server: its own CPU time is part of
+the latency measured (much more so for the Python generator).
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -24,7 +26,15 @@ from typing import Any
 
 CLIENTS = 50
 REQUESTS = 2_000
-WORKERS = 2  # server processes: one per core of the machines the figures come from
+WRK_SECONDS = 30
+WRK_SCRIPT = """-- GET state?at=T at a random second of the history
+math.randomseed(7)
+request = function()
+  local t = %(start)d + math.random(1, %(seconds)d)
+  return wrk.format("GET", "/v1/accounts/big/state?at=" .. os.date("!%%Y-%%m-%%dT%%H:%%M:%%SZ", t))
+end
+"""
+WORKERS = 1  # server processes: one per core of the machines the figures come from
 
 
 def bench_api(history: int, pg_url: str | None, out: Callable[[str], None],
@@ -51,14 +61,14 @@ def bench_api(history: int, pg_url: str | None, out: Callable[[str], None],
                 built = time.perf_counter() - started
                 moments = [(START + timedelta(seconds=random.Random(n).randint(1, seconds)))
                            for n in range(requests)]
-                figures = _serve_and_load(url, moments, clients, workers)
+                figures = _serve_and_load(url, moments, clients, workers, seconds)
             finally:
                 if drop:
                     drop()
         figures["store_build_s"] = round(built, 1)
         result[backend] = figures
         out(f"GET state?at= on {backend}, account with {history:,} events, {clients} clients, "
-            f"{workers} server processes: "
+            f"{workers} server process(es), load from {figures['load']}: "
             f"median {figures['median_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms, "
             f"{figures['requests_per_s']:.0f} requests/s")
     return result
@@ -70,8 +80,8 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _serve_and_load(url: str, moments: list[Any], clients: int, workers: int
-                    ) -> dict[str, float]:
+def _serve_and_load(url: str, moments: list[Any], clients: int, workers: int, seconds: int
+                    ) -> dict[str, Any]:
     import httpx
 
     from ledger.api import tokens
@@ -100,6 +110,8 @@ def _serve_and_load(url: str, moments: list[Any], clients: int, workers: int
             if time.monotonic() > deadline or server.poll() is not None:
                 raise RuntimeError("ledger serve did not start")
             time.sleep(0.2)
+        if shutil.which("wrk"):
+            return _wrk(base, token, clients, seconds)
         return asyncio.run(_load(base, token, moments, clients))
     except Exception:
         log.seek(0)
@@ -110,7 +122,36 @@ def _serve_and_load(url: str, moments: list[Any], clients: int, workers: int
         server.wait(timeout=30)
 
 
-async def _load(base: str, token: str, moments: list[Any], clients: int) -> dict[str, float]:
+def _wrk(base: str, token: str, clients: int, seconds: int) -> dict[str, Any]:
+    """Run wrk against the server; return its median and p99 latency and requests/s."""
+    import re
+
+    from benchmarks.run import START
+
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(WRK_SCRIPT % {"start": int(START.timestamp()), "seconds": seconds})
+        script.flush()
+        done = subprocess.run(
+            ["wrk", "-t2", f"-c{clients}", f"-d{WRK_SECONDS}s", "--timeout", "60s", "--latency",
+             "-s", script.name, "-H", f"Authorization: Bearer {token}", base],
+            capture_output=True, text=True, check=True)
+    units = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+    def percentile(label: str) -> float:
+        found = re.search(rf"^\s+{label}%\s+([0-9.]+)(us|ms|s)\s*$", done.stdout, re.M)
+        assert found, done.stdout
+        return float(found.group(1)) * units[found.group(2)]
+
+    rate = re.search(r"Requests/sec:\s+([0-9.]+)", done.stdout)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", done.stdout)
+    if errors:
+        raise RuntimeError(f"{errors.group(1)} requests failed:\n{done.stdout}")
+    assert rate, done.stdout
+    return {"median_ms": percentile("50"), "p99_ms": percentile("99"),
+            "requests_per_s": float(rate.group(1)), "load": "wrk"}
+
+
+async def _load(base: str, token: str, moments: list[Any], clients: int) -> dict[str, Any]:
     import httpx
 
     from ledger.times import format_at
@@ -140,4 +181,5 @@ async def _load(base: str, token: str, moments: list[Any], clients: int) -> dict
     latencies.sort()
     return {"median_ms": statistics.median(latencies),
             "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
-            "max_ms": latencies[-1], "requests_per_s": len(latencies) / elapsed}
+            "max_ms": latencies[-1], "requests_per_s": len(latencies) / elapsed,
+            "load": "httpx"}
