@@ -5,7 +5,6 @@ fees (hand-computed in `FEES_USDT`), and one token per role."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -13,15 +12,9 @@ from urllib.parse import urlparse, urlunparse
 
 import httpx
 import pytest
-from api_support import FEED, LEDGER, MAX_BODY, Server, env, ledger, write_feed
+from api_support import FEED, LEDGER, MAX_BODY, Server, env, free_port, ledger, write_feed
 
 PG_URL = os.environ.get("LEDGER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _with_database(url: str, name: str) -> str:
