@@ -435,7 +435,7 @@ def demo(ctx: click.Context, accounts: int, seed: int, fresh: bool) -> None:
 @click.option("--postgres", "pg_url", default=None, envvar="LEDGER_BENCH_POSTGRES_URL",
               help="PostgreSQL URL to bench too (default: $LEDGER_BENCH_POSTGRES_URL).")
 @click.option("--only", type=click.Choice(["ingest", "state", "portfolio", "funding",
-                                           "projections"]), multiple=True,
+                                           "projections", "api"]), multiple=True,
               help="Run only these cases.")
 @click.option("--quick", is_flag=True,
               help=f"A small run to try the bench (~{QUICK_SECONDS} s): {QUICK_FILLS:,} fills, "
@@ -466,6 +466,13 @@ register(main)  # migrate, projections run|rebuild|status, reconcile
 main.add_command(scheduler)
 
 # Commands that live in modules of their own (ledger/cli_<topic>.py), one line each.
+from ledger.cli_service import serve, token  # noqa: E402 - issue 12: the HTTP API, its tokens
+from ledger.cli_statement import journal, statement  # noqa: E402 - issue 12: the CLI twins
+
+main.add_command(serve)
+main.add_command(token)
+main.add_command(statement)
+main.add_command(journal)
 
 from ledger.cli_stream import publish  # noqa: E402
 
