@@ -448,6 +448,13 @@ register(main)  # migrate, projections run|rebuild|status, reconcile
 main.add_command(scheduler)
 
 # Commands that live in modules of their own (ledger/cli_<topic>.py), one line each.
+from ledger.cli_service import serve, token  # noqa: E402 - issue 12: the HTTP API, its tokens
+from ledger.cli_statement import journal, statement  # noqa: E402 - issue 12: the CLI twins
+
+main.add_command(serve)
+main.add_command(token)
+main.add_command(statement)
+main.add_command(journal)
 
 if __name__ == "__main__":
     main()

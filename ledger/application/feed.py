@@ -51,6 +51,9 @@ class RunReport:
     internal_error: BaseException | None = None
     store_error: StoreUnavailableError | None = None
     last_durable_line: int | None = None  # the last line whose outcome is committed
+    # (line, "applied" | "acknowledged") of every durable line not rejected (the HTTP API
+    # answers one result per line)
+    outcomes: list[tuple[int, str]] = field(default_factory=list)
 
 
 class FeedUnreadable(Exception):
@@ -220,8 +223,10 @@ def _report(
                 on_reject(outcome)
         elif outcome == ACKNOWLEDGED:
             report.acknowledged += 1
+            report.outcomes.append((parsed[start + offset][0], "acknowledged"))
         else:
             report.applied += 1
+            report.outcomes.append((parsed[start + offset][0], "applied"))
 
 
 def _rejection(number: int, kind: str | None, identifier: str | None,

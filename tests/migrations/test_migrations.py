@@ -67,7 +67,7 @@ def _revisions() -> list[str]:
 def test_the_code_expects_the_head_revision() -> None:
     script = ScriptDirectory(schema.script_location())
     assert script.get_current_head() == schema.HEAD
-    assert _revisions() == ["0001", "0002", "0003", "0004", "0005"]
+    assert _revisions() == ["0001", "0002", "0003", "0004", "0005", "0006"]
 
 
 def test_every_revision_up_and_down_one_at_a_time(store_url: str) -> None:
@@ -75,7 +75,8 @@ def test_every_revision_up_and_down_one_at_a_time(store_url: str) -> None:
     _to_base(url)
     legacy = set(schema.legacy_tables(url))
     expected = {"0001": legacy, "0002": legacy | READ_MODELS, "0003": legacy | READ_MODELS,
-                "0004": legacy | READ_MODELS, "0005": legacy | READ_MODELS}
+                "0004": legacy | READ_MODELS, "0005": legacy | READ_MODELS,
+                "0006": legacy | READ_MODELS | {"ledger_api_tokens"}}
     assert _tables(url) == set()
     assert schema.current(url) is None
     for revision in _revisions():
@@ -85,8 +86,8 @@ def test_every_revision_up_and_down_one_at_a_time(store_url: str) -> None:
     assert schema.is_current(url)
     if schema.is_postgres(url):
         assert _postgres_objects(url) == {"type": True, "view": True}
-    for revision, below in (("0005", "0004"), ("0004", "0003"), ("0003", "0002"), ("0002", "0001"),
-                            ("0001", "base")):
+    for revision, below in (("0006", "0005"), ("0005", "0004"), ("0004", "0003"),
+                            ("0003", "0002"), ("0002", "0001"), ("0001", "base")):
         assert schema.current(url) == revision
         schema.downgrade(url, below)
         assert _tables(url) == (expected[below] if below != "base" else set())
@@ -178,7 +179,7 @@ def test_a_legacy_store_is_stamped_and_holds_what_0001_creates(store_url: str) -
     assert schema.stamp_if_legacy(url) is False  # stamped: not legacy any more
     schema.upgrade(url)
     assert schema.is_current(url)
-    assert _tables(url) == set(schema.legacy_tables(url)) | READ_MODELS
+    assert _tables(url) == set(schema.legacy_tables(url)) | READ_MODELS | {"ledger_api_tokens"}
 
 
 def test_a_partial_legacy_store_gets_what_is_missing(store_url: str) -> None:

@@ -1,0 +1,1 @@
+"""The ledger's HTTP API (`ledger serve`, issue 12): FastAPI app, roles and bearer tokens."""
