@@ -199,11 +199,29 @@
   function fail(error) {
     setStatus("error");
     showError(error.message);
-    if (error.status === 401) {
-      sessionStorage.removeItem(TOKEN_KEY);
-      page.token = "";
-      $("who").textContent = "no token";
-    }
+    if (error.status === 401) forget("no token");
+  }
+
+  /** Drop the token and everything read with it: a refused token shows no account. */
+  function forget(said) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    page.token = "";
+    page.account = "";
+    page.events = [];
+    page.request += 1; // answers still on their way are dropped
+    $("who").textContent = said;
+    const select = $("account");
+    select.replaceChildren(el("option", { value: "" }, "— enter a token first —"));
+    select.disabled = true;
+    for (const id of ["slider", "at", "show", "from", "to", "download"]) $(id).disabled = true;
+    for (const id of ["state-body", "events", "chain-breaks"]) $(id).replaceChildren();
+    $("state-head").textContent = "";
+    $("timeline-head").textContent = "";
+    $("state-json").textContent = "";
+    $("chain-status").dataset.state = "unknown";
+    $("chain-status").textContent = "not checked yet";
+    delete $("app").dataset.account;
+    delete $("app").dataset.at;
   }
 
   // ------------------------------------------------------------------ token and accounts
@@ -504,9 +522,8 @@
       connect();
     });
     $("forget").addEventListener("click", () => {
-      sessionStorage.removeItem(TOKEN_KEY);
-      page.token = "";
-      $("who").textContent = "token forgotten";
+      forget("token forgotten");
+      setStatus("idle");
     });
     $("chain-check").addEventListener("click", checkChain);
     $("account").addEventListener("change", (e) => chooseAccount(e.target.value));
