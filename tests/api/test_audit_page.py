@@ -75,6 +75,7 @@ def _need_browser() -> None:
 class Served:
     base: str
     token: str
+    service_token: str
 
     def api(self, path: str, **params: str) -> httpx.Response:
         response = httpx.get(self.base + path, params=params, timeout=60,
@@ -130,8 +131,9 @@ def demo_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
             admin.execute(f'CREATE DATABASE "{dropped}"')
         db = _database(PG_URL, dropped)
     _ledger("--db", db, "demo", "--accounts", "2", "--seed", "7", cwd=directory)
-    token = _ledger("--db", db, "token", "create", "--role", "auditor", "--name", "page",
-                    cwd=directory).strip().splitlines()[-1]
+    token, service_token = (
+        _ledger("--db", db, "token", "create", "--role", role, "--name", f"page-{role}",
+                cwd=directory).strip().splitlines()[-1] for role in ("auditor", "service"))
     port = _free_port()
     log = directory / "serve.log"
     with log.open("wb") as sink:
@@ -150,7 +152,7 @@ def demo_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
             assert process.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
-        yield Served(base, token)
+        yield Served(base, token, service_token)
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -469,6 +471,23 @@ def test_a_refused_token_or_a_bad_time_is_said_plainly(
     assert answer.json()["message"] in error.text
     assert str(answer.status_code) in error.text
     assert not driver.find_elements(By.CSS_SELECTOR, "#state [data-field^='margin.']")
+
+
+def test_a_role_without_verify_sees_the_403_there_and_the_rest(
+        demo_server: Served, browser: Browser) -> None:
+    """A `service` token may read state and events but not /v1/verify: the chain status says
+    403 plainly, and the account is still shown."""
+    from selenium.webdriver.common.by import By
+
+    driver = browser.driver
+    _open(browser, demo_server, demo_server.service_token)
+    assert _app(driver, "data-status") == "connected"
+    chain = driver.find_element(By.ID, "chain-status")
+    _wait(driver, lambda d: chain.get_attribute("data-state") == "unavailable", "verify refused")
+    assert "403" in chain.text
+    _choose(browser, BOOK)
+    assert driver.find_elements(By.CSS_SELECTOR, "#state [data-field='margin.equity_usd']")
+    assert not driver.find_element(By.ID, "error").is_displayed()
 
 
 def test_the_page_needs_no_token_and_allows_no_third_party(demo_server: Served) -> None:

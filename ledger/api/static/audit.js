@@ -323,6 +323,7 @@
     const at = iso(seconds);
     $("at").value = at;
     $("slider").value = String(Math.min(Math.max(seconds - page.first, 0), page.last - page.first));
+    $("slider").setAttribute("aria-valuetext", at); // read out as a time, not an offset
     showError("");
     setStatus("loading");
     const request = ++page.request;
@@ -530,6 +531,7 @@
     const slider = $("slider");
     slider.addEventListener("input", () => {
       $("at").value = iso(page.first + Number.parseInt(slider.value, 10));
+      slider.setAttribute("aria-valuetext", $("at").value);
     });
     slider.addEventListener("change", () => {
       showAt(page.first + Number.parseInt(slider.value, 10));
