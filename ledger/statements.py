@@ -227,10 +227,11 @@ def journal(ledger: Ledger, engine: Engine, when: Period) -> list[dict[str, Any]
 
 
 def to_csv(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
-    """Return rows as CSV text with a header line (RFC 4180, `\\r\\n` line ends; an absent
-    value is an empty field)."""
+    """Return rows as CSV text with a header line (RFC 4180 quoting, `\\n` line ends; an
+    absent value is an empty field)."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore")
+    writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore",
+                            lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in columns})
