@@ -74,6 +74,7 @@ def _need_browser() -> None:
 @dataclass
 class Served:
     base: str
+    db: str
     token: str
     service_token: str
 
@@ -152,7 +153,7 @@ def demo_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
             assert process.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
-        yield Served(base, token, service_token)
+        yield Served(base, db, token, service_token)
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -377,6 +378,7 @@ def test_two_accounts_at_two_times_show_the_apis_figures(
     for key in ("events", "streams", "accounts", "snapshots", "log_position"):
         assert shown[f"verify.{key}"][0] == str(verify[key]), key
     assert shown["verify.breaks"][0] == str(len(verify["breaks"])) == "0"
+    assert driver.find_element(By.ID, "chain-account").text == ""  # no account chosen yet
 
     # One account, at a second chosen with the slider (Home: its first event; each Page Up
     # a tenth of its span further).
@@ -395,6 +397,7 @@ def test_two_accounts_at_two_times_show_the_apis_figures(
     _assert_state_shown(browser, demo_server, SINGLE, at)
     _assert_timeline_shown(browser, demo_server, SINGLE, at)
     assert driver.find_elements(By.CSS_SELECTOR, "#state [data-field$='.liquidation_price']")
+    assert driver.find_element(By.ID, "chain-account").text == f"{SINGLE}: no break in its chain."
 
     # Another account, at a typed second.
     _choose(browser, BOOK)
@@ -501,3 +504,67 @@ def test_the_page_needs_no_token_and_allows_no_third_party(demo_server: Served) 
     assert "connect-src 'self'" in policy
     assert b"http" not in page.content.replace(b"http-equiv", b""), "no third-party resource"
     assert "/audit" not in httpx.get(demo_server.base + "/openapi.json").json()["paths"]
+
+
+def _tamper(url: str, account: str, version: int, old: bytes, new: bytes) -> None:
+    """Edit one stored event of `account` behind the ledger's back (its hash no longer fits)."""
+    from ledger.domain.ids import account_id
+
+    stream = account_id(account)
+    if url.startswith("sqlite:"):
+        import sqlite3
+
+        from ledger.application.store import sqlite_path
+
+        with sqlite3.connect(sqlite_path(url)) as conn:
+            (state,) = conn.execute("SELECT state FROM stored_events WHERE originator_id = ? AND "
+                                    "originator_version = ?", (stream.hex, version)).fetchone()
+            assert old in state
+            conn.execute("UPDATE stored_events SET state = ? WHERE originator_id = ? AND "
+                         "originator_version = ?", (state.replace(old, new), stream.hex, version))
+        return
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT state FROM ledger_events WHERE originator_id = %s AND "
+                           "originator_version = %s", (stream, version)).fetchone()
+        assert row is not None and old in bytes(row[0])
+        conn.execute("UPDATE ledger_events SET state = %s WHERE originator_id = %s AND "
+                     "originator_version = %s", (bytes(row[0]).replace(old, new), stream, version))
+
+
+def test_a_broken_chain_is_shown_and_marked_on_its_account(
+        demo_server: Served, browser: Browser) -> None:
+    """Last on each backend, as it spoils the store: acct0001's deposit is edited in the
+    database (a 9 put before its amount); the page says BROKEN with /v1/verify's break, and marks it
+    on that account."""
+    from selenium.webdriver.common.by import By
+
+    victim = "acct0001"
+    deposit = next(event for event in demo_server.api(f"/v1/accounts/{victim}/events").json()
+                   if event["type"] == "Deposited")
+    amount = deposit["amount"].encode()
+    _tamper(demo_server.db, victim, deposit["version"], b'"_data_":"' + amount + b'"',
+            b'"_data_":"9' + amount + b'"')
+    verify = demo_server.api("/v1/verify").json()
+    assert [(b["stream"], b["version"]) for b in verify["breaks"]] == [
+        (victim, deposit["version"])]
+
+    driver = browser.driver
+    _open(browser, demo_server, demo_server.token)
+    status = driver.find_element(By.ID, "chain-status")
+    _wait(driver, lambda d: status.get_attribute("data-state") == "broken", "chain broken")
+    shown = _shown(driver, "#chain")
+    assert shown["verify.intact"][0] == "BROKEN"
+    assert shown["verify.breaks"][0] == "1"
+    (only,) = verify["breaks"]
+    assert shown["verify.breaks.0"][0] == f"{victim} at version {only['version']}: {only['reason']}"
+    _choose(browser, SINGLE)
+    line = driver.find_element(By.ID, "chain-account")
+    assert (line.get_attribute("data-state"), line.text) == (
+        "intact", f"{SINGLE}: no break in its chain.")
+    _choose(browser, victim)
+    assert line.get_attribute("data-state") == "broken"
+    assert line.text.startswith(f"{victim}: BROKEN, 1 break(s)")
+    marked = driver.find_element(By.CSS_SELECTOR, "[data-field='verify.breaks.0']")
+    assert "mine" in (marked.get_attribute("class") or "")

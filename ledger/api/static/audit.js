@@ -115,6 +115,7 @@
     token: sessionStorage.getItem(TOKEN_KEY) || "",
     account: "",
     events: [],
+    verify: null,
     first: 0,
     last: 0,
     request: 0,
@@ -220,6 +221,8 @@
     $("state-json").textContent = "";
     $("chain-status").dataset.state = "unknown";
     $("chain-status").textContent = "not checked yet";
+    page.verify = null;
+    renderChainOfAccount();
     delete $("app").dataset.account;
     delete $("app").dataset.at;
   }
@@ -252,6 +255,8 @@
     status.dataset.state = "checking";
     status.textContent = "checking…";
     breaks.replaceChildren();
+    page.verify = null;
+    renderChainOfAccount();
     let found;
     try {
       found = await (await call("/v1/verify")).json();
@@ -260,6 +265,8 @@
       status.textContent = error.message;
       return;
     }
+    page.verify = found;
+    renderChainOfAccount();
     const intact = found.breaks.length === 0;
     status.dataset.state = intact ? "intact" : "broken";
     status.replaceChildren(
@@ -273,11 +280,29 @@
     );
     found.breaks.forEach((item, i) => {
       const where = item.version === null ? "" : ` at version ${item.version}`;
-      breaks.append(el("li", {
-        "data-field": `verify.breaks.${i}`, class: item.stream === page.account ? "mine" : null,
-      }, `${item.stream}${where}: ${item.reason}`));
+      breaks.append(el("li", { "data-field": `verify.breaks.${i}`, "data-stream": item.stream },
+        `${item.stream}${where}: ${item.reason}`));
     });
     for (const note of found.notes) breaks.append(el("li", { class: "note" }, `note: ${note}`));
+    renderChainOfAccount();
+  }
+
+  /** Say whether the chosen account's own chain has a break (from the last check). */
+  function renderChainOfAccount() {
+    const line = $("chain-account");
+    if (!page.verify || !page.account) {
+      line.dataset.state = "unknown";
+      line.textContent = "";
+      return;
+    }
+    const mine = page.verify.breaks.filter((item) => item.stream === page.account);
+    line.dataset.state = mine.length ? "broken" : "intact";
+    line.textContent = mine.length
+      ? `${page.account}: BROKEN, ${mine.length} break(s) in its chain (marked below).`
+      : `${page.account}: no break in its chain.`;
+    for (const item of $("chain-breaks").children) {
+      item.classList.toggle("mine", item.dataset.stream === page.account);
+    }
   }
 
   // ------------------------------------------------------------------ an account over time
@@ -286,6 +311,7 @@
     showError("");
     page.account = name;
     page.events = [];
+    renderChainOfAccount();
     for (const id of ["slider", "at", "show", "from", "to", "download"]) $(id).disabled = !name;
     $("state-body").replaceChildren();
     $("events").replaceChildren();
