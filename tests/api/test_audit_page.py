@@ -452,6 +452,8 @@ def test_a_refused_token_or_a_bad_time_is_said_plainly(
     assert "unknown or revoked token" in error.text
     assert not driver.find_element(By.CSS_SELECTOR, "[data-testid=account]").is_enabled()
     assert driver.execute_script("return sessionStorage.length") == 0
+    _open(browser, demo_server, "tök-én")  # no HTTP header could carry it
+    assert "That is not a token" in driver.find_element(By.ID, "error").text
 
     # The right token is kept for the session (a reload stays connected).
     _open(browser, demo_server, demo_server.token)

@@ -544,8 +544,15 @@
   function start() {
     $("token-form").addEventListener("submit", (e) => {
       e.preventDefault();
-      page.token = $("token").value.trim();
+      const typed = $("token").value.trim();
       $("token").value = "";
+      if (!/^[\x21-\x7e]+$/.test(typed)) { // a header carries printable ASCII only
+        forget("no token");
+        setStatus("error");
+        showError("That is not a token: tokens are printable ASCII without spaces.");
+        return;
+      }
+      page.token = typed;
       connect();
     });
     $("forget").addEventListener("click", () => {
