@@ -151,22 +151,30 @@ def bench_ingest(fills: int, pg_url: str | None, out: Callable[[str], None]) -> 
     return result
 
 
-def bench_state(history: int, pg_url: str | None, out: Callable[[str], None]) -> dict[str, Any]:
-    """Time `state --at` for one account with `history` events, at an early and a late T."""
-    result: dict[str, Any] = {"events": history}
+def history_lines(history: int) -> list[str]:
+    """Return a feed that gives account `big` about `history` events (a fill records Filled and
+    FeeCharged), one fill a second from START (also the API bench's store)."""
     lines = [json.dumps(c) for c in _reference(START)]
     lines.append(json.dumps({"type": "open_account", "at": format_at(START), "account": "big",
                              "mode": "single_asset"}))
     lines.append(json.dumps({"type": "deposit", "at": format_at(START), "id": "d0",
                              "account": "big", "asset": "USDT", "amount": "100000000"}))
     rng = random.Random(3)
-    fills = history // 2  # a fill records Filled and FeeCharged
+    fills = history // 2
     for number in range(fills):
         at = START + timedelta(seconds=number + 1)
         lines.append(json.dumps({
             "type": "fill", "at": format_at(at), "id": f"f{number}", "account": "big",
             "symbol": "BTCUSDT", "side": rng.choice(("buy", "sell")),
             "qty": str(rng.randint(1, 20)), "price": str(50000 + rng.randint(-500, 500))}))
+    return lines
+
+
+def bench_state(history: int, pg_url: str | None, out: Callable[[str], None]) -> dict[str, Any]:
+    """Time `state --at` for one account with `history` events, at an early and a late T."""
+    result: dict[str, Any] = {"events": history}
+    lines = history_lines(history)
+    fills = history // 2
     early = START + timedelta(seconds=fills // 10)
     late = START + timedelta(seconds=fills - 10)
     targets = {"sqlite": None, "postgres": pg_url}
@@ -241,6 +249,10 @@ def run_bench(*, fills: int, history: int, pg_url: str | None, only: set[str],
         results["ingest"] = bench_ingest(fills, pg_url, out)
     if "state" in wanted:
         results["state"] = bench_state(history, pg_url, out)
+    if "api" in wanted:  # issue 12: only when asked (`--only api`)
+        from benchmarks.api import bench_api
+
+        results["api"] = bench_api(history, pg_url, out)
     if "portfolio" in wanted:
         from benchmarks.portfolio import bench_portfolio
 

@@ -7,7 +7,9 @@ the command runs. See docs/api.md.
 from __future__ import annotations
 
 import json
+import os
 import sys
+from typing import Any
 
 import click
 
@@ -23,24 +25,37 @@ import click
               help="NATS server whose stream `ledger publish` feeds (for publisher lag).")
 @click.option("--stream", default="LEDGER", show_default=True,
               help="JetStream stream `ledger publish` writes (with --nats).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Server processes (each holds its own ledger; reads scale with cores).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @click.pass_context
 def serve(ctx: click.Context, host: str, port: int, max_body: int, nats_url: str | None,
-          stream: str, log_level: str) -> None:
+          stream: str, workers: int, log_level: str) -> None:
     """Serve the HTTP API (docs/api.md): state, events, statements, journal, commands,
     verify, /healthz, /metrics, /openapi.json. /v1 needs a token (`ledger token create`)."""
     import uvicorn
 
-    from ledger.api.app import create_app
+    from ledger.api.app import OPTIONS_VARIABLE, create_app
     from ledger.masking import mask_url
     from ledger.opening import open_ledger
 
     url = ctx.obj["db"]
     open_ledger(url, create=True).close()  # reachable (exit 2 otherwise) and migrated
-    app = create_app(url, max_body=max_body, nats_url=nats_url, stream=stream)
     click.echo(f"serving {mask_url(url)} on http://{host}:{port}", err=True)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    # Keep-alive beyond uvicorn's 5 s: a client with many connections in a pool otherwise
+    # meets a connection the server has just closed.
+    common: dict[str, Any] = {"host": host, "port": port, "log_level": log_level,
+                              "timeout_keep_alive": 30}
+    if workers == 1:
+        app = create_app(url, max_body=max_body, nats_url=nats_url, stream=stream)
+        uvicorn.run(app, **common)
+        return
+    # Several processes: uvicorn imports the app in each from the environment.
+    os.environ[OPTIONS_VARIABLE] = json.dumps({"db_url": url, "max_body": max_body,
+                                               "nats_url": nats_url, "stream": stream})
+    uvicorn.run("ledger.api.app:app_from_environment", factory=True, workers=workers,
+                **common)
 
 
 @click.group()

@@ -24,9 +24,10 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -39,6 +40,7 @@ from ledger.application import schema
 from ledger.errors import LedgerError, StoreUnavailableError
 
 log = logging.getLogger("ledger.api")
+T = TypeVar("T")
 
 API_VERSION = "1"
 DEFAULT_MAX_BODY = 10 * 1024 * 1024  # bytes of a POST /v1/commands body (10 MiB)
@@ -141,6 +143,25 @@ class Store:
         self.ledger = Ledger(url)
         self.engine = schema.create_engine(url)
         self.lock = threading.Lock()
+        # One thread runs every use of the ledger, in arrival order: requests queue fairly
+        # (a lock contended by a pool of threads lets some wait far longer than others).
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
+
+    async def read(self, work: Callable[[Any], T]) -> T:
+        """Run `work(ledger)` on the ledger's thread, caught up with the log."""
+        import asyncio
+
+        def run() -> T:
+            with self.reading() as ledger:
+                return work(ledger)
+
+        return await asyncio.get_running_loop().run_in_executor(self.executor, run)
+
+    async def run(self, work: Callable[[], T]) -> T:
+        """Run `work()` on the ledger's thread (it takes the lock itself)."""
+        import asyncio
+
+        return await asyncio.get_running_loop().run_in_executor(self.executor, work)
 
     @contextmanager
     def reading(self) -> Iterator[Any]:
@@ -150,6 +171,7 @@ class Store:
             yield self.ledger
 
     def close(self) -> None:
+        self.executor.shutdown()
         self.engine.dispose()
         self.ledger.close()
 
@@ -235,26 +257,25 @@ def create_app(db_url: str, *, max_body: int = DEFAULT_MAX_BODY, nats_url: str |
     # ------------------------------------------------------------------ reads
 
     @app.get("/v1/accounts", tags=["accounts"], responses=ERRORS)
-    def accounts(_: Read) -> dict[str, Any]:
+    async def accounts(_: Read) -> dict[str, Any]:
         """The client accounts' names, and the system accounts'."""
         from ledger.domain.postings import SYSTEM_ACCOUNTS
 
-        with store.reading() as ledger:
-            return {"accounts": ledger.account_names(), "system_accounts": list(SYSTEM_ACCOUNTS)}
+        names = await store.read(lambda ledger: ledger.account_names())
+        return {"accounts": names, "system_accounts": list(SYSTEM_ACCOUNTS)}
 
     @app.get("/v1/accounts/{account}/state", tags=["accounts"], responses=ERRORS)
-    def state(account: str, _: Read,
+    async def state(account: str, _: Read,
               at: Annotated[str | None, Query(description="RFC 3339 (default: latest)")] = None,
               ) -> dict[str, Any]:
         """The account as of `at`: the JSON of `ledger state ACCOUNT --at T --json`."""
         from ledger.application import queries
 
         moment = parse_time(at, "at")
-        with store.reading() as ledger:
-            return queries.state(ledger, account, moment)
+        return await store.read(lambda ledger: queries.state(ledger, account, moment))
 
     @app.get("/v1/accounts/{account}/events", tags=["accounts"], responses=ERRORS)
-    def events(account: str, _: Read, since: str | None = None, until: str | None = None,
+    async def events(account: str, _: Read, since: str | None = None, until: str | None = None,
                ) -> list[dict[str, Any]]:
         """The account's events in order: the JSON of `ledger events ACCOUNT --json`."""
         from ledger.application import queries
@@ -262,12 +283,11 @@ def create_app(db_url: str, *, max_body: int = DEFAULT_MAX_BODY, nats_url: str |
         start, end = parse_time(since, "since"), parse_time(until, "until")
         if start is not None and end is not None and start > end:
             raise ApiError(400, "invalid_input", f"since {since} is later than until {until}")
-        with store.reading() as ledger:
-            return queries.events(ledger, account, start, end)
+        return await store.read(lambda ledger: queries.events(ledger, account, start, end))
 
     @app.get("/v1/accounts/{account}/statement", tags=["accounts"],
              responses={**ERRORS, 200: CSV_OR_JSON})
-    def account_statement(
+    async def account_statement(
         request: Request, account: str, _: Read,
         start: Annotated[str | None, Query(alias="from")] = None,
         end: Annotated[str | None, Query(alias="to")] = None,
@@ -279,14 +299,14 @@ def create_app(db_url: str, *, max_body: int = DEFAULT_MAX_BODY, nats_url: str |
 
         when = _period(start, end)
         as_csv = wants_csv(request, fmt)
-        with store.reading() as ledger:
-            result = statements.statement(ledger, store.engine, account, when)
+        result = await store.read(
+            lambda ledger: statements.statement(ledger, store.engine, account, when))
         if as_csv:
             return Response(statements.statement_csv(result), media_type="text/csv")
         return result
 
     @app.get("/v1/journal", tags=["audit"], responses={**ERRORS, 200: CSV_OR_JSON})
-    def journal(
+    async def journal(
         request: Request, _: Audit,
         start: Annotated[str | None, Query(alias="from")] = None,
         end: Annotated[str | None, Query(alias="to")] = None,
@@ -297,20 +317,18 @@ def create_app(db_url: str, *, max_body: int = DEFAULT_MAX_BODY, nats_url: str |
 
         when = _period(start, end)
         as_csv = wants_csv(request, fmt)
-        with store.reading() as ledger:
-            rows = statements.journal(ledger, store.engine, when)
+        rows = await store.read(lambda ledger: statements.journal(ledger, store.engine, when))
         if as_csv:
             return Response(statements.journal_csv(rows), media_type="text/csv")
         return {"from": start, "to": end, "postings": rows}
 
     @app.get("/v1/verify", tags=["audit"], responses=ERRORS)
-    def verify(_: Audit) -> dict[str, Any]:
+    async def verify(_: Audit) -> dict[str, Any]:
         """What `ledger verify --json` reports (no anchor)."""
         from ledger.application.audit import audit
 
-        with store.reading() as ledger:
-            found: dict[str, Any] = audit(ledger, None,
-                                          os.environ.get("LEDGER_SEAL_KEY")).as_dict()
+        key = os.environ.get("LEDGER_SEAL_KEY")
+        found: dict[str, Any] = await store.read(lambda ledger: audit(ledger, None, key).as_dict())
         return found
 
     # ------------------------------------------------------------------ writes
@@ -323,11 +341,9 @@ def create_app(db_url: str, *, max_body: int = DEFAULT_MAX_BODY, nats_url: str |
     async def commands(request: Request, _: Write) -> JSONResponse:
         """Apply a JSONL body of feed commands as `ledger run` does; one result per line and
         the counts. 200 even when some lines are rejected."""
-        from starlette.concurrency import run_in_threadpool
-
         body = await _read_body(request, max_body)
         started = time.perf_counter()
-        result = await run_in_threadpool(_apply, store, metrics, body)
+        result = await store.run(lambda: _apply(store, metrics, body))
         metrics.batch_seconds.observe(time.perf_counter() - started)
         status = 200
         if result.get("error") == "store_unavailable":
@@ -401,6 +417,17 @@ def _apply(store: Store, metrics: Metrics, body: bytes) -> dict[str, Any]:
         answer.update(error="internal_error", line=report.internal_error_line,
                       message=type(report.internal_error).__name__)
     return answer
+
+
+OPTIONS_VARIABLE = "LEDGER_SERVE_OPTIONS"
+"""`ledger serve --workers N` passes the app's options to its processes in this variable."""
+
+
+def app_from_environment() -> FastAPI:
+    """Build the app from OPTIONS_VARIABLE (uvicorn's factory in each worker process)."""
+    options = json.loads(os.environ[OPTIONS_VARIABLE])
+    return create_app(options["db_url"], max_body=options["max_body"],
+                      nats_url=options["nats_url"], stream=options["stream"])
 
 
 def openapi_document(app: FastAPI) -> str:

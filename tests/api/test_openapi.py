@@ -38,7 +38,7 @@ def test_generated_requests_meet_no_server_error(server: Server) -> None:
         @given(case=strategy, token=st.sampled_from([auth, {}]))
         def run(case: Any, token: dict[str, str]) -> None:
             response = case.call(base_url=server.base, headers=token, timeout=60)
-            seen.append((operation.label, response.status_code))
+            seen.append((case.operation.label, response.status_code))
             assert response.status_code < 500, (case.as_curl_command(), response.text)
 
         run()
