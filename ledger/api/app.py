@@ -212,6 +212,9 @@ def create_app(db_url: str, *, max_body: int = DEFAULT_MAX_BODY, nats_url: str |
     app.state.store = store
     app.state.metrics = metrics
     app.state.max_body = max_body
+    from ledger.api.audit import router as audit_page  # GET /audit (ledger/api/audit.py)
+
+    app.include_router(audit_page)
     log.info("serving the store %s", mask_url(db_url))
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, error: ApiError) -> JSONResponse:
