@@ -267,6 +267,8 @@ AnnualRate = Annotated[Decimal, bounded(ZERO, TEN)]
 Fraction = Annotated[Decimal, bounded(ZERO, ONE)]
 """A ratio or rate in [0, 1] (collateral ratio, mmr, borrow rates, basis rates)."""
 PositiveFraction = Annotated[Decimal, bounded(ZERO, ONE, low_open=True)]
+BufferRate = Annotated[Decimal, bounded(ZERO, Decimal("0.5"))]
+"""A bid or ask buffer in [0, 0.5] (issue 14: a valuation discount/premium on the index)."""
 Shock = Annotated[Decimal, bounded(-ONE, TEN, low_open=True)]
 Factor = Annotated[Decimal, bounded(ZERO, HUNDRED)]
 """A multiplier or level in [0, 100] (extreme_factor, multiplier, imr_factor, levels)."""
@@ -325,6 +327,9 @@ class AssetCmd(Command):
     auto_exchange_discount: PositiveFraction | None = None
     borrow_mmr_rate: Fraction = Decimal("0.02")
     borrow_imr_rate: Fraction = Decimal("0.1")
+    # issue 14 (convB): Binance multi-assets bid/ask buffers
+    bid_buffer: BufferRate = ZERO
+    ask_buffer: BufferRate = ZERO
 
     @model_validator(mode="after")
     def _check(self) -> AssetCmd:
@@ -362,9 +367,13 @@ class InstrumentCmd(Command):
     close_fee_in_mm: bool = False
     session_settlement: bool = False
     funding_interval_hours: Int | None = None
-    auto_add_amount: Literal["maintenance", "initial"] = "maintenance"
+    auto_add_amount: Literal["maintenance", "initial", "restore_initial_rate"] = "maintenance"
     expiry: At | None = None
     delivery_fee_rate: DeliveryFeeRate | None = None
+    # issue 14 (convB)
+    close_fee_basis: Literal["entry", "liquidation_price", "reserved"] = "entry"
+    price_tick: Price | None = None
+    im_includes_close_fee: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> InstrumentCmd:

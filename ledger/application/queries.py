@@ -107,6 +107,9 @@ def _position(p: rules.PositionFigures) -> dict[str, Any]:
         "initial_margin": opt_str(p.initial_margin),
         "liquidation_price": opt_str(p.liquidation_price),
         "auto_add_margin": p.auto_add_margin,
+        # issue 14 (convB)
+        "liquidation_price_tick": opt_str(p.liquidation_price_tick),
+        "bankruptcy_price": opt_str(p.bankruptcy_price),
     }
 
 

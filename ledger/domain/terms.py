@@ -13,6 +13,7 @@ from typing import Any
 from ledger.rules.terms import (
     AssetTerms,
     AutoAddAmount,
+    CloseFeeBasis,
     CollateralTier,
     FreeMode,
     InstrumentTerms,
@@ -43,6 +44,9 @@ def asset_to_dict(terms: AssetTerms) -> dict[str, Any]:
         "auto_exchange_discount": terms.auto_exchange_discount,
         "borrow_mmr_rate": terms.borrow_mmr_rate,
         "borrow_imr_rate": terms.borrow_imr_rate,
+        # issue 14 (convB)
+        "bid_buffer": terms.bid_buffer,
+        "ask_buffer": terms.ask_buffer,
     }
 
 
@@ -62,6 +66,9 @@ def asset_from_dict(data: dict[str, Any]) -> AssetTerms:
         auto_exchange_discount=data.get("auto_exchange_discount"),
         borrow_mmr_rate=data["borrow_mmr_rate"],
         borrow_imr_rate=data["borrow_imr_rate"],
+        # issue 14 (convB): absent from events recorded before the field existed
+        bid_buffer=data.get("bid_buffer", Decimal(0)),
+        ask_buffer=data.get("ask_buffer", Decimal(0)),
     )
 
 
@@ -82,6 +89,10 @@ def instrument_to_dict(terms: InstrumentTerms) -> dict[str, Any]:
         "auto_add_amount": terms.auto_add_amount.value,
         "expiry": terms.expiry,
         "delivery_fee_rate": terms.delivery_fee_rate,
+        # issue 14 (convB)
+        "close_fee_basis": terms.close_fee_basis.value,
+        "price_tick": terms.price_tick,
+        "im_includes_close_fee": terms.im_includes_close_fee,
     }
 
 
@@ -106,6 +117,10 @@ def instrument_from_dict(data: dict[str, Any]) -> InstrumentTerms:
         auto_add_amount=AutoAddAmount(data["auto_add_amount"]),
         expiry=_expiry(expiry),
         delivery_fee_rate=data.get("delivery_fee_rate", Decimal(0)),
+        # issue 14 (convB): absent from events recorded before the fields existed
+        close_fee_basis=CloseFeeBasis(data.get("close_fee_basis", "entry")),
+        price_tick=data.get("price_tick"),
+        im_includes_close_fee=bool(data.get("im_includes_close_fee", False)),
     )
 
 

@@ -21,6 +21,13 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 from ledger.numbers import ONE, ZERO
 from ledger.rules import portfolio as pm
+from ledger.rules.close_fee import (
+    bankruptcy_price,
+    entry_close_fee,
+    fee_to_close,
+    initial_margin_with_close_fee,
+    liquidation_price_tick,
+)
 from ledger.rules.collateral import collateral_breakpoints, effective_collateral_usd, equity_usd
 from ledger.rules.interest import liability
 from ledger.rules.liquidation import (
@@ -28,7 +35,6 @@ from ledger.rules.liquidation import (
     isolated_liquidation_price,
 )
 from ledger.rules.maintenance import (
-    close_fee_in_mm,
     initial_leverage,
     maintenance_margin,
     maintenance_margin_with_orders,
@@ -39,6 +45,7 @@ from ledger.rules.solve import last_nonpositive
 from ledger.rules.terms import (
     STABLECOINS,
     AssetTerms,
+    CloseFeeBasis,
     InstrumentTerms,
     MmBasis,
     Mode,
@@ -143,6 +150,9 @@ class PositionFigures:
     initial_margin: Decimal | None
     liquidation_price: Decimal | None
     auto_add_margin: bool
+    # issue 14 (convB)
+    liquidation_price_tick: Decimal | None = None
+    bankruptcy_price: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,14 +241,16 @@ def _position(
     mm_notional = notional(state.qty, terms.contract_size, basis_price, inverse)
     mm = maintenance_margin(mm_notional, terms.risk_tiers)
     if terms.close_fee_in_mm:
-        entry_notional = notional(state.qty, terms.contract_size, state.entry_price, inverse)
-        mm += close_fee_in_mm(entry_notional, state.leverage, terms.taker_fee_rate,
-                              state.qty > ZERO)
+        mm += _close_fee_in_mm(state, terms, mark)
     if state.is_isolated:
         entry_notional = notional(state.qty, terms.contract_size, state.entry_price, inverse)
         im = entry_notional / state.leverage
     else:
         im = mm_notional / state.leverage
+    if terms.im_includes_close_fee:  # issue 14: Bybit USDC display
+        im = initial_margin_with_close_fee(im, entry_close_fee(
+            state.qty, terms.contract_size, state.entry_price, state.leverage,
+            terms.taker_fee_rate, inverse))
     return _Position(
         state=state,
         terms=terms,
@@ -248,6 +260,16 @@ def _position(
         mm=mm,
         im=im,
     )
+
+
+def _close_fee_in_mm(state: PositionState, terms: InstrumentTerms, mark: Decimal) -> Decimal:
+    """The close fee in MM by `close_fee_basis` (issue 14): at the bankruptcy price from entry
+    and leverage (`entry`, `reserved`), or at the mark being tested (`liquidation_price`)."""
+    if terms.close_fee_basis is CloseFeeBasis.LIQUIDATION_PRICE:
+        return fee_to_close(state.qty, terms.contract_size, mark, terms.taker_fee_rate,
+                            terms.is_inverse)
+    return entry_close_fee(state.qty, terms.contract_size, state.entry_price, state.leverage,
+                           terms.taker_fee_rate, terms.is_inverse)
 
 
 def _increasing_order(
@@ -313,7 +335,13 @@ def _apply_orders(
             continue
         leverage = position.state.leverage if position else _leverage(account, terms)
         order_notional = notional(order.qty, terms.contract_size, order.price, terms.is_inverse)
-        _add(core.im, terms.settle, order_notional / leverage)
+        order_im = order_notional / leverage
+        if terms.im_includes_close_fee:  # issue 14: the fee to close at the order's price
+            buys = order is book.buy
+            order_im = initial_margin_with_close_fee(order_im, entry_close_fee(
+                order.qty if buys else -order.qty, terms.contract_size, order.price, leverage,
+                terms.taker_fee_rate, terms.is_inverse))
+        _add(core.im, terms.settle, order_im)
         if account.mode is Mode.PORTFOLIO:
             continue  # orders add initial margin only (PORTFOLIO-MARGIN §10.8)
         basis_notional = ZERO
@@ -522,6 +550,8 @@ def _position_figures(
         liquidation = None
     else:
         liquidation = cross_liquidation_price(account, market, state.symbol)
+    is_long = state.qty > ZERO
+    tick = terms.price_tick
     return PositionFigures(
         symbol=state.symbol,
         margin_type=state.margin_type,
@@ -537,6 +567,10 @@ def _position_figures(
         initial_margin=None if portfolio else position.im,
         liquidation_price=liquidation,
         auto_add_margin=state.auto_add_margin if state.is_isolated else False,
+        liquidation_price_tick=(None if liquidation is None or tick is None
+                                else liquidation_price_tick(liquidation, tick, is_long)),
+        bankruptcy_price=None if portfolio else bankruptcy_price(
+            state.entry_price, state.leverage, is_long, terms.is_inverse),
     )
 
 
@@ -552,6 +586,7 @@ def isolated_view(state: PositionState, terms: InstrumentTerms) -> IsolatedPosit
         tiers=terms.risk_tiers,
         mm_basis=terms.mm_basis,
         close_fee_rate=terms.taker_fee_rate if terms.close_fee_in_mm else None,
+        close_fee_basis=terms.close_fee_basis,
     )
 
 

@@ -28,6 +28,7 @@ from ledger.rules.maintenance import derived_deductions
 from ledger.rules.terms import (
     AssetTerms,
     AutoAddAmount,
+    CloseFeeBasis,
     CollateralTier,
     FreeMode,
     InstrumentTerms,
@@ -61,6 +62,7 @@ class ReferenceCommands(Handlers):
             auto_exchange_discount=cmd.auto_exchange_discount,
             borrow_mmr_rate=cmd.borrow_mmr_rate,
             borrow_imr_rate=cmd.borrow_imr_rate,
+            bid_buffer=cmd.bid_buffer, ask_buffer=cmd.ask_buffer,  # issue 14 (convB)
         )
         existing = self.refs.asset(cmd.asset)
         if existing is None:
@@ -108,6 +110,9 @@ class ReferenceCommands(Handlers):
             funding_interval_hours=cmd.funding_interval_hours or 8,
             auto_add_amount=AutoAddAmount(cmd.auto_add_amount), expiry=cmd.expiry,
             delivery_fee_rate=cmd.delivery_fee_rate or ZERO,
+            # issue 14 (convB)
+            close_fee_basis=CloseFeeBasis(cmd.close_fee_basis), price_tick=cmd.price_tick,
+            im_includes_close_fee=cmd.im_includes_close_fee,
         )
         if existing is None:
             aggregate = Instrument.list(instrument_id(cmd.symbol), cmd.at, cmd.symbol,
