@@ -66,6 +66,8 @@ def render_state(
             for asset, entry in figures.collateral.items()
         },
         "positions": [_position(p) for p in figures.positions],
+        "available_by_asset": {  # issue 14 (convB)
+            asset: to_str(amount) for asset, amount in figures.available_by_asset.items()},
         "margin": {
             "equity_usd": to_str(margin.equity_usd),
             "effective_equity_usd": to_str(margin.effective_equity_usd),

@@ -52,6 +52,7 @@ from ledger.rules.terms import (
     PortfolioTerms,
     RiskUnitTerms,
 )
+from ledger.rules.valuation import ask_price, available_in_asset, valuation_price
 
 CROSS = "cross"
 ISOLATED = "isolated"
@@ -185,6 +186,7 @@ class AccountFigures:
     debts: Mapping[str, Decimal]
     positions: Sequence[PositionFigures]
     margin: MarginFigures
+    available_by_asset: Mapping[str, Decimal] = field(default_factory=dict)  # issue 14
 
 
 # ----------------------------------------------------------------------------- core
@@ -316,7 +318,7 @@ def _core(account: AccountSnapshot, market: Market) -> _Core:
     if account.mode is Mode.SINGLE_ASSET:
         _single_asset_totals(core, market)
     elif account.mode is Mode.MULTI_ASSET:
-        _pooled_totals(core, market)
+        _pooled_totals(core, market, buffered=True)
     else:
         _portfolio_totals(core, account, market)
     return core
@@ -356,11 +358,14 @@ def _apply_orders(
         _add(core.mm, terms.settle, combined - alone)
 
 
-def _usd(amounts: Mapping[str, Decimal], market: Market) -> Decimal:
+def _usd(amounts: Mapping[str, Decimal], market: Market, at_ask: bool = False) -> Decimal:
+    """Return Σ amount × index (`at_ask`: × the asset's ask, issue 14)."""
     total = ZERO
     for asset, amount in amounts.items():
         price = market.index(asset)
         if price is not None:
+            if at_ask:
+                price = ask_price(price, market.asset_terms(asset).ask_buffer)
             total += amount * price
     return total
 
@@ -395,18 +400,21 @@ def _single_asset_totals(core: _Core, market: Market) -> None:
     core.level = min(levels) if levels else None
 
 
-def _pooled_totals(core: _Core, market: Market) -> None:
-    """One pool of haircut collateral (multi-asset mode, seed 000/001)."""
+def _pooled_totals(core: _Core, market: Market, buffered: bool = True) -> None:
+    """One pool of haircut collateral (multi-asset mode, seed 000/001). With `buffered`
+    (multi-asset mode, issue 14) equity counts at the bid or the ask and margins at the ask."""
     for asset, equity in core.equity.items():
         terms = market.asset_terms(asset)
         price = market.index(asset)
+        if buffered and price is not None:
+            price = valuation_price(equity, price, terms.bid_buffer, terms.ask_buffer)
         core.effective[asset] = effective_collateral_usd(
             equity, price, terms.collateral_tiers, terms.tier_basis
         )
         core.equity_usd += equity_usd(equity, price)
     core.effective_equity_usd = sum(core.effective.values(), ZERO)
-    core.mm_usd = _usd(core.mm, market)
-    core.im_usd = _usd(core.im, market) + _usd(core.isolated, market)
+    core.mm_usd = _usd(core.mm, market, buffered)
+    core.im_usd = _usd(core.im, market, buffered) + _usd(core.isolated, market, buffered)
     _ratios(core)
 
 
@@ -440,7 +448,7 @@ def unit_items(
 
 def _portfolio_totals(core: _Core, account: AccountSnapshot, market: Market) -> None:
     """Risk units plus borrowing (PORTFOLIO-MARGIN.md §10.8)."""
-    _pooled_totals(core, market)
+    _pooled_totals(core, market, buffered=False)  # bid/ask buffers: multi-asset mode only
     order_im_usd = core.im_usd  # only orders are in core.im in portfolio mode
     aggregates: dict[str, pm.UnitAggregate] = {}
     for position in core.positions:  # one pass: each unit aggregated once (issue 7, speed)
@@ -513,7 +521,27 @@ def evaluate(account: AccountSnapshot, market: Market, *, limits: bool = True) -
     )
     margin = _margin(core, withdrawable)
     debts = {asset: liability(equity) for asset, equity in sorted(core.equity.items())}
-    return AccountFigures(collateral=collateral, debts=debts, positions=positions, margin=margin)
+    return AccountFigures(collateral=collateral, debts=debts, positions=positions, margin=margin,
+                          available_by_asset=_available_by_asset(account, market, core))
+
+
+def _available_by_asset(
+    account: AccountSnapshot, market: Market, core: _Core
+) -> dict[str, Decimal]:
+    """Each asset's available amount (issue 14): single-asset mode, what the asset leaves free
+    itself; otherwise the USD available converted at the asset's ask (Binance multi-assets:
+    416.02 / 0.99495 = 418.13 USDT). Assets without an index are left out."""
+    result: dict[str, Decimal] = {}
+    for asset in sorted(core.equity):
+        if account.mode is Mode.SINGLE_ASSET:
+            result[asset] = _single_asset_free(core, asset)
+            continue
+        index = market.index(asset)
+        if index is None or index <= ZERO:
+            continue
+        ask = ask_price(index, market.asset_terms(asset).ask_buffer)
+        result[asset] = available_in_asset(core.available_usd, ask)
+    return result
 
 
 def margin_figures(account: AccountSnapshot, market: Market) -> MarginFigures:

@@ -1,13 +1,14 @@
 """Exchange conventions of issue 14 (convB): the fee to close and where it is measured
 (`close_fee_basis`), the order cost, the initial margin with the close fee, the liquidation
-price on the tick and MEXC's `restore_initial_rate` top-up, each against the exchange's own
-worked example where one was found (URL cited), else a hand computation of the page's rule."""
+price on the tick, MEXC's `restore_initial_rate` top-up and Binance's bid/ask buffers, each
+against the exchange's own worked example where one was found (URL cited), else a hand
+computation of the page's rule."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 
 from ledger import numbers
 from ledger.numbers import ZERO
@@ -37,6 +38,7 @@ from ledger.rules.margin import (
 )
 from ledger.rules.positions import unrealized_pnl
 from ledger.rules.terms import (
+    AssetTerms,
     AutoAddAmount,
     CloseFeeBasis,
     InstrumentTerms,
@@ -45,6 +47,7 @@ from ledger.rules.terms import (
     Mode,
     RiskTier,
 )
+from ledger.rules.valuation import ask_price, bid_price, valuation_price
 
 numbers.install()
 
@@ -285,3 +288,74 @@ def test_fee_to_close_is_linear_times_price_and_inverse_divided() -> None:
     """1 BTC at 9,800 × 0.075 % = 7.35; 12,000 USD at 8,000 × 0.075 % = 0.001125 BTC."""
     assert fee_to_close(D(-1), D(1), D(9800), D("0.00075"), False) == D("7.35")
     assert fee_to_close(D(12000), D(1), D(8000), D("0.00075"), True) == D("0.001125")
+
+
+# ----------------------------------------------------------------------------- bid / ask
+
+BINANCE_URL = ("https://www.binance.com/en/support/faq/"
+               "how-to-calculate-margin-in-multi-assets-mode-c983a9268cfa4e70a4916c276bb3b7bc")
+
+
+def binance_market(**instruments: InstrumentTerms) -> Market:
+    usdt = AssetTerms("USDT", bid_buffer=D("0.01"), ask_buffer=D("0.005"))
+    return Market(AT, {"USDT": usdt, "USDC": AssetTerms("USDC")},
+                  {"USDT": D("0.99"), "USDC": D(1)}, instruments,
+                  {"BTCUSDT": D(20000), "ETHUSDC": D(600)})
+
+
+def test_binance_bid_and_ask_rates() -> None:
+    """Binance "How to Calculate Margin Ratio in the Multi-Assets Mode" (BINANCE_URL):
+    USDTUSD index 0.99, index bid buffer 0.01, index ask buffer 0.005 → bid rate 0.9801,
+    ask rate 0.99495; a holding counts at the bid, a debt at the ask."""
+    assert bid_price(D("0.99"), D("0.01")) == D("0.9801")
+    assert ask_price(D("0.99"), D("0.005")) == D("0.99495")
+    assert valuation_price(D(200), D("0.99"), D("0.01"), D("0.005")) == D("0.9801")
+    assert valuation_price(D(-200), D("0.99"), D("0.01"), D("0.005")) == D("0.99495")
+
+
+def test_binance_multi_assets_worked_example() -> None:
+    """BINANCE_URL, multi-assets mode, 200 USDT + 220 USDC. (1) No positions: account equity
+    200 × 0.9801 + 220 × 1 = 416.02; USDT available 416.02 / 0.99495 = 418.13 (printed), USDC
+    416.02. (2) BTCUSDT 0.5 @20,000 at 100× (MMR 0.8 %) and ETHUSDC 20 @600 at 50× (MMR 1 %):
+    available 416.02 − (0.5 × 20,000 × 0.01 × 0.99495 + 20 × 600 × 0.02 × 1) = 76.525, USDT
+    available 76.525 / 0.99495 = 76.91 (printed); MM 0.5 × 20,000 × 0.008 × 0.99495 + 20 ×
+    600 × 0.01 = 199.596; margin ratio 199.596 / 416.02 = 0.47977 = 47.98 % (printed)."""
+    btc = InstrumentTerms("BTCUSDT", Kind.LINEAR_PERPETUAL, "BTC", "USDT", D(1),
+                          (RiskTier(None, D("0.008"), D(125)),))
+    eth = InstrumentTerms("ETHUSDC", Kind.LINEAR_PERPETUAL, "ETH", "USDC", D(1),
+                          (RiskTier(None, D("0.01"), D(75)),))
+    market = binance_market(BTCUSDT=btc, ETHUSDC=eth)
+    balances = {"USDT": D(200), "USDC": D(220)}
+    flat_figures = evaluate(AccountSnapshot(Mode.MULTI_ASSET, balances), market)
+    assert flat_figures.margin.equity_usd == D("416.02")
+    assert flat_figures.margin.available_usd == D("416.02")
+    assert cents(flat_figures.available_by_asset["USDT"]) == D("418.13")
+    assert flat_figures.available_by_asset["USDC"] == D("416.02")
+    held = AccountSnapshot(Mode.MULTI_ASSET, balances, (
+        PositionState("BTCUSDT", "cross", D("0.5"), D(20000), leverage=D(100)),
+        PositionState("ETHUSDC", "cross", D(20), D(600), leverage=D(50))))
+    figures = evaluate(held, market)
+    assert figures.margin.available_usd == D("76.525")
+    assert cents(figures.available_by_asset["USDT"]) == D("76.91")
+    assert figures.available_by_asset["USDC"] == D("76.525")
+    assert figures.margin.maintenance_margin_usd == D("199.596")
+    ratio = figures.margin.margin_ratio
+    assert ratio is not None
+    assert ratio == D("199.596") / D("416.02")
+    # The page prints 0.47977 (cut, not rounded: 0.4797750…) and 47.98 % (rounded).
+    assert ratio.quantize(D("0.00001"), rounding=ROUND_DOWN) == D("0.47977")
+    assert cents(ratio * 100) == D("47.98")
+
+
+def test_buffers_apply_in_multi_asset_mode_only_and_default_to_the_index() -> None:
+    """Single-asset mode keeps the index (200 × 0.99 = 198 USD) and reports each asset's own
+    free amount (Binance: "USDT available for order = 200"); zero buffers value at the
+    index in multi-asset mode too (200 × 0.99 + 220 = 418)."""
+    market = binance_market()
+    balances = {"USDT": D(200), "USDC": D(220)}
+    single = evaluate(AccountSnapshot(Mode.SINGLE_ASSET, balances), market)
+    assert single.margin.equity_usd == D(418)
+    assert single.available_by_asset == {"USDC": D(220), "USDT": D(200)}
+    plain = replace(market, assets={"USDT": AssetTerms("USDT"), "USDC": AssetTerms("USDC")})
+    multi = evaluate(AccountSnapshot(Mode.MULTI_ASSET, balances), plain)
+    assert multi.margin.equity_usd == D(418)
