@@ -52,7 +52,7 @@ from ledger.rules.terms import (
     PortfolioTerms,
     RiskUnitTerms,
 )
-from ledger.rules.valuation import ask_price, available_in_asset, valuation_price
+from ledger.rules.valuation import ask_price, available_in_asset, bid_price, valuation_price
 
 CROSS = "cross"
 ISOLATED = "isolated"
@@ -768,9 +768,13 @@ def _single_asset_free(core: _Core, asset: str) -> Decimal:
 def _withdrawal_hints(core: _Core, market: Market, asset: str) -> Iterable[Decimal]:
     terms = market.asset_terms(asset)
     equity = core.equity.get(asset, ZERO)
-    for bound in collateral_breakpoints(terms.collateral_tiers, market.index(asset),
-                                        terms.tier_basis):
-        yield equity - bound
+    index = market.index(asset)
+    prices = [index]
+    if index is not None and terms.bid_buffer > ZERO:  # issue 14: multi-asset values at the bid
+        prices.append(bid_price(index, terms.bid_buffer))
+    for price in prices:
+        for bound in collateral_breakpoints(terms.collateral_tiers, price, terms.tier_basis):
+            yield equity - bound
 
 
 def liquidation_shortfall(figures: AccountFigures, mode: Mode, settle: str,

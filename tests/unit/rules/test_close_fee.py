@@ -359,3 +359,20 @@ def test_buffers_apply_in_multi_asset_mode_only_and_default_to_the_index() -> No
     plain = replace(market, assets={"USDT": AssetTerms("USDT"), "USDC": AssetTerms("USDC")})
     multi = evaluate(AccountSnapshot(Mode.MULTI_ASSET, balances), plain)
     assert multi.margin.equity_usd == D(418)
+
+
+def test_max_withdrawable_values_the_withdrawn_coin_at_the_bid() -> None:
+    """Hand computation on the Binance example with positions: 76.525 USD available; each USDT
+    withdrawn lowers equity by the bid 0.9801 (the IM is unchanged), so at most
+    76.525 / 0.9801 = 78.0787674727… USDT leave (USDC: 76.525)."""
+    btc = InstrumentTerms("BTCUSDT", Kind.LINEAR_PERPETUAL, "BTC", "USDT", D(1),
+                          (RiskTier(None, D("0.008"), D(125)),))
+    eth = InstrumentTerms("ETHUSDC", Kind.LINEAR_PERPETUAL, "ETH", "USDC", D(1),
+                          (RiskTier(None, D("0.01"), D(75)),))
+    held = AccountSnapshot(Mode.MULTI_ASSET, {"USDT": D(200), "USDC": D(220)}, (
+        PositionState("BTCUSDT", "cross", D("0.5"), D(20000), leverage=D(100)),
+        PositionState("ETHUSDC", "cross", D(20), D(600), leverage=D(50))))
+    limits = evaluate(held, binance_market(BTCUSDT=btc, ETHUSDC=eth)).margin.max_withdrawable
+    assert abs(limits["USDT"] - D("76.525") / D("0.9801")) < D("1e-28")
+    assert limits["USDT"] <= D("76.525") / D("0.9801")
+    assert limits["USDC"] == D("76.525")
