@@ -35,7 +35,9 @@ def bankruptcy_price(
     Inverse (legacy Bybit, "What is Bankruptcy Price? (Inverse Contract)",
     https://help.bybit.com/hc/en-us/sections/900000040766-Bybit-Perpetual-Contract-Inverse-):
       the coin margin Q·F/(E·lev) is lost where Q·F/BP − Q·F/E = ± Q·F/(E·lev), i.e.
-      long E·lev/(lev + 1), short E·lev/(lev − 1) (none for a 1× short).
+      long E·lev/(lev + 1), short E·lev/(lev − 1) (none for a 1× short); the same formulas
+      are printed as "Isolated Margin Bankruptcy Price" at
+      https://help.mcs.io/hc/en-us/articles/360040683032-Bankruptcy-Price.
     Example: long @10,000, 50× → 9,800; inverse long @8,000, 50× → 7,843.137…
     """
     if not inverse:
