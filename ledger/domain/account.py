@@ -556,8 +556,14 @@ class Account(Aggregate):
                     f"{self.name}: adding {to_str(amount)} {terms.settle} > available "
                     f"{to_str(max(free, ZERO))}")
         else:
+            leverage = self.leverage_for(terms)
             initial = isolated_margin_for(held["qty"], terms.contract_size, held["entry_price"],
-                                          self.leverage_for(terms), terms.is_inverse)
+                                          leverage, terms.is_inverse)
+            if terms.close_fee_in_mm and terms.close_fee_basis is CloseFeeBasis.RESERVED:
+                # issue 14 (Phemex): the reserved fee to close stays in the position margin
+                initial += entry_close_fee(held["qty"], terms.contract_size,
+                                           held["entry_price"], leverage,
+                                           terms.taker_fee_rate, terms.is_inverse)
             if margin + amount < initial:
                 raise InsufficientMarginError(
                     f"{self.name}: removing {to_str(-amount)} {terms.settle} would leave "
