@@ -376,3 +376,15 @@ def test_max_withdrawable_values_the_withdrawn_coin_at_the_bid() -> None:
     assert abs(limits["USDT"] - D("76.525") / D("0.9801")) < D("1e-28")
     assert limits["USDT"] <= D("76.525") / D("0.9801")
     assert limits["USDC"] == D("76.525")
+
+
+def test_bankruptcy_price_is_null_in_portfolio_mode() -> None:
+    """The risk unit carries a portfolio's requirement: no position-level bankruptcy price;
+    the same cross long outside portfolio mode has 50,000 × 0.9 = 45,000."""
+    terms = InstrumentTerms("BTCUSDT", Kind.LINEAR_PERPETUAL, "BTC", "USDT", D(1),
+                            (RiskTier(None, D("0.005"), D(100)),))
+    market = Market(AT, {}, {"BTC": D(50000)}, {"BTCUSDT": terms}, {"BTCUSDT": D(50000)})
+    position = PositionState("BTCUSDT", "cross", D(1), D(50000), leverage=D(10))
+    for mode, expected in ((Mode.PORTFOLIO, None), (Mode.MULTI_ASSET, D(45000))):
+        account = AccountSnapshot(mode, {"USDT": D(20000)}, (position,))
+        assert evaluate(account, market).positions[0].bankruptcy_price == expected
