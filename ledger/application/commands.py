@@ -267,6 +267,8 @@ AnnualRate = Annotated[Decimal, bounded(ZERO, TEN)]
 Fraction = Annotated[Decimal, bounded(ZERO, ONE)]
 """A ratio or rate in [0, 1] (collateral ratio, mmr, borrow rates, basis rates)."""
 PositiveFraction = Annotated[Decimal, bounded(ZERO, ONE, low_open=True)]
+BufferRate = Annotated[Decimal, bounded(ZERO, Decimal("0.5"))]
+"""A bid or ask buffer in [0, 0.5] (issue 14: a valuation discount/premium on the index)."""
 Shock = Annotated[Decimal, bounded(-ONE, TEN, low_open=True)]
 Factor = Annotated[Decimal, bounded(ZERO, HUNDRED)]
 """A multiplier or level in [0, 100] (extreme_factor, multiplier, imr_factor, levels)."""
@@ -338,10 +340,13 @@ class AssetCmd(Command):
     auto_exchange_discount: PositiveFraction | None = None
     borrow_mmr_rate: Fraction = Decimal("0.02")
     borrow_imr_rate: Fraction = Decimal("0.1")
-    # exchange conventions (issue 14, convA)
+    # exchange conventions (issue 14)
     auto_exchange_trigger: Literal["above", "at_or_above"] = "above"
     payment_rounding: Literal["payer_pays_up", "half_even"] = "payer_pays_up"
-    ADDED_DEFAULTS = {"auto_exchange_trigger": "above", "payment_rounding": "payer_pays_up"}
+    bid_buffer: BufferRate = ZERO  # Binance multi-assets bid/ask buffers
+    ask_buffer: BufferRate = ZERO
+    ADDED_DEFAULTS = {"auto_exchange_trigger": "above", "payment_rounding": "payer_pays_up",
+                      "bid_buffer": ZERO, "ask_buffer": ZERO}
 
     @model_validator(mode="after")
     def _check(self) -> AssetCmd:
@@ -379,11 +384,16 @@ class InstrumentCmd(Command):
     close_fee_in_mm: bool = False
     session_settlement: bool = False
     funding_interval_hours: Int | None = None
-    auto_add_amount: Literal["maintenance", "initial"] = "maintenance"
+    auto_add_amount: Literal["maintenance", "initial", "restore_initial_rate"] = "maintenance"
     expiry: At | None = None
     delivery_fee_rate: DeliveryFeeRate | None = None
-    funding_rate_basis: Literal["per_interval", "per_8h"] = "per_interval"  # issue 14 (convA)
-    ADDED_DEFAULTS = {"funding_rate_basis": "per_interval"}
+    # exchange conventions (issue 14)
+    funding_rate_basis: Literal["per_interval", "per_8h"] = "per_interval"
+    close_fee_basis: Literal["entry", "liquidation_price", "reserved"] = "entry"
+    price_tick: Price | None = None
+    im_includes_close_fee: bool = False
+    ADDED_DEFAULTS = {"funding_rate_basis": "per_interval", "close_fee_basis": "entry",
+                      "price_tick": None, "im_includes_close_fee": False}
 
     @model_validator(mode="after")
     def _check(self) -> InstrumentCmd:

@@ -66,6 +66,8 @@ def render_state(
             for asset, entry in figures.collateral.items()
         },
         "positions": [_position(p) for p in figures.positions],
+        "available_by_asset": {  # issue 14 (convB)
+            asset: to_str(amount) for asset, amount in figures.available_by_asset.items()},
         "margin": {
             "equity_usd": to_str(margin.equity_usd),
             "effective_equity_usd": to_str(margin.effective_equity_usd),
@@ -107,6 +109,9 @@ def _position(p: rules.PositionFigures) -> dict[str, Any]:
         "initial_margin": opt_str(p.initial_margin),
         "liquidation_price": opt_str(p.liquidation_price),
         "auto_add_margin": p.auto_add_margin,
+        # issue 14 (convB)
+        "liquidation_price_tick": opt_str(p.liquidation_price_tick),
+        "bankruptcy_price": opt_str(p.bankruptcy_price),
     }
 
 

@@ -49,6 +49,7 @@ from ledger.errors import (
 )
 from ledger.numbers import PRECISION, ZERO, exact_sum, round_paid, to_str
 from ledger.rules import margin as rules
+from ledger.rules.close_fee import entry_close_fee, order_cost
 from ledger.rules.funding import funding_change, session_settlement_change
 from ledger.rules.liquidation import auto_top_up_amount, isolated_liquidation_price
 from ledger.rules.liquidation_plan import Plan as LiquidationPlan
@@ -61,7 +62,7 @@ from ledger.rules.positions import (
     notional,
 )
 from ledger.rules.rounding import payment_change
-from ledger.rules.terms import InstrumentTerms, Mode, PaymentRounding
+from ledger.rules.terms import CloseFeeBasis, InstrumentTerms, Mode, PaymentRounding
 from ledger.times import format_at
 
 CROSS = rules.CROSS
@@ -331,6 +332,10 @@ class Account(Aggregate):
         entry_price: Decimal
         position_margin: Decimal
         postings: Sequence[Posting]
+        # issue 14 (convB): IM + open fee + close fee at the bankruptcy price of what the fill
+        # opened. No class_version bump: an event stored before it has no such field (reads
+        # None) and its hash covers exactly the fields it holds.
+        order_cost: Decimal | None = None
 
         def evolve(self, account: Account) -> None:
             account._apply_postings(self.postings)
@@ -410,6 +415,10 @@ class Account(Aggregate):
         position_margin = ZERO
         if margin_type == ISOLATED and outcome.qty != ZERO:
             position_margin = self._isolated_margin_after(held, outcome, terms, price, lev)
+        if fee is None:
+            rate = terms.maker_fee_rate if liquidity == "maker" else terms.taker_fee_rate
+            fee = fill_fee(qty, terms.contract_size, price, rate, terms.is_inverse)
+        cost = self._order_cost(terms, signed, outcome.opened_qty, price, lev, fee)
         settle = terms.settle
         postings = rounded_change(self.name, SYSTEM_CLEARING, settle, outcome.realized_pnl,
                                   precision)
@@ -422,11 +431,8 @@ class Account(Aggregate):
             margin_type=margin_type, side=side, qty=qty, price=price, liquidity=liquidity,
             liquidation=liquidation, realized_pnl=outcome.realized_pnl,
             position_qty=outcome.qty, entry_price=outcome.entry_price,
-            position_margin=position_margin, postings=postings,
+            position_margin=position_margin, postings=postings, order_cost=cost,
         )
-        if fee is None:
-            rate = terms.maker_fee_rate if liquidity == "maker" else terms.taker_fee_rate
-            fee = fill_fee(qty, terms.contract_size, price, rate, terms.is_inverse)
         if fee != ZERO:
             fee_postings = rounded_change(self.name, SYSTEM_FEES, settle, -fee, precision,
                                           rounding)
@@ -437,11 +443,34 @@ class Account(Aggregate):
         self, held: Mapping[str, Any] | None, outcome: Any, terms: InstrumentTerms,
         price: Decimal, leverage: Decimal,
     ) -> Decimal:
-        """Allocate margin for what opens, release it pro rata for what closes (§6.11)."""
-        return isolated_margin_after(
+        """Allocate margin for what opens, release it pro rata for what closes (§6.11).
+        Under `close_fee_basis = reserved` (Phemex, issue 14) what opens also reserves its fee
+        to close at the bankruptcy price inside the position margin."""
+        margin = isolated_margin_after(
             held["position_margin"] if held else ZERO, held["qty"] if held else ZERO,
             outcome.closed_qty, outcome.opened_qty, terms.contract_size, price, leverage,
             terms.is_inverse)
+        if (outcome.opened_qty and terms.close_fee_in_mm
+                and terms.close_fee_basis is CloseFeeBasis.RESERVED):
+            opened = outcome.opened_qty if outcome.qty > ZERO else -outcome.opened_qty
+            margin += entry_close_fee(opened, terms.contract_size, price, leverage,
+                                      terms.taker_fee_rate, terms.is_inverse)
+        return margin
+
+    @staticmethod
+    def _order_cost(terms: InstrumentTerms, signed: Decimal, opened_qty: Decimal,
+                    price: Decimal, leverage: Decimal, fee: Decimal) -> Decimal:
+        """What the opened part cost (issue 14, Bybit/Phemex "Order Cost"): its initial margin,
+        its share of the fill's fee and its fee to close at the bankruptcy price."""
+        if opened_qty == ZERO:
+            return ZERO
+        opened = opened_qty if signed > ZERO else -opened_qty
+        return order_cost(
+            isolated_margin_for(opened_qty, terms.contract_size, price, leverage,
+                                terms.is_inverse),
+            fee * opened_qty / abs(signed),
+            entry_close_fee(opened, terms.contract_size, price, leverage,
+                            terms.taker_fee_rate, terms.is_inverse))
 
     class OpenOrdersChanged(Event):
         symbol: str
@@ -530,8 +559,14 @@ class Account(Aggregate):
                     f"{self.name}: adding {to_str(amount)} {terms.settle} > available "
                     f"{to_str(max(free, ZERO))}")
         else:
+            leverage = self.leverage_for(terms)
             initial = isolated_margin_for(held["qty"], terms.contract_size, held["entry_price"],
-                                          self.leverage_for(terms), terms.is_inverse)
+                                          leverage, terms.is_inverse)
+            if terms.close_fee_in_mm and terms.close_fee_basis is CloseFeeBasis.RESERVED:
+                # issue 14 (Phemex): the reserved fee to close stays in the position margin
+                initial += entry_close_fee(held["qty"], terms.contract_size,
+                                           held["entry_price"], leverage,
+                                           terms.taker_fee_rate, terms.is_inverse)
             if margin + amount < initial:
                 raise InsufficientMarginError(
                     f"{self.name}: removing {to_str(-amount)} {terms.settle} would leave "

@@ -14,6 +14,7 @@ from ledger.rules.terms import (
     AssetTerms,
     AutoAddAmount,
     AutoExchangeTrigger,
+    CloseFeeBasis,
     CollateralTier,
     FreeMode,
     FundingRateBasis,
@@ -50,9 +51,9 @@ def asset_to_dict(terms: AssetTerms) -> dict[str, Any]:
     })
 
 
-# Issue 14 (convA): a convention is stored only when it differs from its default, so that the
-# events of every feed written without one stay exactly as they were (same content, same
-# hashes), and an event stored before the conventions existed reads back with the defaults.
+# Issue 14: a convention is stored only when it differs from its default, so that the events
+# of every feed written without one stay exactly as they were (same content, same hashes), and
+# an event stored before the conventions existed reads back with the defaults.
 def _with_conventions(terms: AssetTerms, data: dict[str, Any]) -> dict[str, Any]:
     if terms.interest is not None and terms.interest.accrual is not InterestAccrual.PER_SECOND:
         data["interest"]["accrual"] = terms.interest.accrual.value
@@ -60,6 +61,10 @@ def _with_conventions(terms: AssetTerms, data: dict[str, Any]) -> dict[str, Any]
         data["auto_exchange_trigger"] = terms.auto_exchange_trigger.value
     if terms.payment_rounding is not PaymentRounding.PAYER_PAYS_UP:
         data["payment_rounding"] = terms.payment_rounding.value
+    if terms.bid_buffer != 0:
+        data["bid_buffer"] = terms.bid_buffer
+    if terms.ask_buffer != 0:
+        data["ask_buffer"] = terms.ask_buffer
     return data
 
 
@@ -80,8 +85,11 @@ def asset_from_dict(data: dict[str, Any]) -> AssetTerms:
         auto_exchange_discount=data.get("auto_exchange_discount"),
         borrow_mmr_rate=data["borrow_mmr_rate"],
         borrow_imr_rate=data["borrow_imr_rate"],
+        # issue 14: absent from events recorded before (or without) the conventions
         auto_exchange_trigger=AutoExchangeTrigger(data.get("auto_exchange_trigger", "above")),
         payment_rounding=PaymentRounding(data.get("payment_rounding", "payer_pays_up")),
+        bid_buffer=data.get("bid_buffer", Decimal(0)),
+        ask_buffer=data.get("ask_buffer", Decimal(0)),
     )
 
 
@@ -103,8 +111,15 @@ def instrument_to_dict(terms: InstrumentTerms) -> dict[str, Any]:
         "expiry": terms.expiry,
         "delivery_fee_rate": terms.delivery_fee_rate,
     }
-    if terms.funding_rate_basis is not FundingRateBasis.PER_INTERVAL:  # issue 14 (convA)
+    # issue 14: conventions stored only when they differ from the default (see above)
+    if terms.funding_rate_basis is not FundingRateBasis.PER_INTERVAL:
         data["funding_rate_basis"] = terms.funding_rate_basis.value
+    if terms.close_fee_basis is not CloseFeeBasis.ENTRY:
+        data["close_fee_basis"] = terms.close_fee_basis.value
+    if terms.price_tick is not None:
+        data["price_tick"] = terms.price_tick
+    if terms.im_includes_close_fee:
+        data["im_includes_close_fee"] = True
     return data
 
 
@@ -130,6 +145,10 @@ def instrument_from_dict(data: dict[str, Any]) -> InstrumentTerms:
         expiry=_expiry(expiry),
         delivery_fee_rate=data.get("delivery_fee_rate", Decimal(0)),
         funding_rate_basis=FundingRateBasis(data.get("funding_rate_basis", "per_interval")),
+        # issue 14 (convB): absent from events recorded before the fields existed
+        close_fee_basis=CloseFeeBasis(data.get("close_fee_basis", "entry")),
+        price_tick=data.get("price_tick"),
+        im_includes_close_fee=bool(data.get("im_includes_close_fee", False)),
     )
 
 

@@ -21,6 +21,13 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 from ledger.numbers import ONE, ZERO
 from ledger.rules import portfolio as pm
+from ledger.rules.close_fee import (
+    bankruptcy_price,
+    entry_close_fee,
+    fee_to_close,
+    initial_margin_with_close_fee,
+    liquidation_price_tick,
+)
 from ledger.rules.collateral import collateral_breakpoints, effective_collateral_usd, equity_usd
 from ledger.rules.interest import liability
 from ledger.rules.liquidation import (
@@ -28,7 +35,6 @@ from ledger.rules.liquidation import (
     isolated_liquidation_price,
 )
 from ledger.rules.maintenance import (
-    close_fee_in_mm,
     initial_leverage,
     maintenance_margin,
     maintenance_margin_with_orders,
@@ -39,12 +45,14 @@ from ledger.rules.solve import last_nonpositive
 from ledger.rules.terms import (
     STABLECOINS,
     AssetTerms,
+    CloseFeeBasis,
     InstrumentTerms,
     MmBasis,
     Mode,
     PortfolioTerms,
     RiskUnitTerms,
 )
+from ledger.rules.valuation import ask_price, available_in_asset, bid_price, valuation_price
 
 CROSS = "cross"
 ISOLATED = "isolated"
@@ -143,6 +151,9 @@ class PositionFigures:
     initial_margin: Decimal | None
     liquidation_price: Decimal | None
     auto_add_margin: bool
+    # issue 14 (convB)
+    liquidation_price_tick: Decimal | None = None
+    bankruptcy_price: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +186,7 @@ class AccountFigures:
     debts: Mapping[str, Decimal]
     positions: Sequence[PositionFigures]
     margin: MarginFigures
+    available_by_asset: Mapping[str, Decimal] = field(default_factory=dict)  # issue 14
 
 
 # ----------------------------------------------------------------------------- core
@@ -231,14 +243,16 @@ def _position(
     mm_notional = notional(state.qty, terms.contract_size, basis_price, inverse)
     mm = maintenance_margin(mm_notional, terms.risk_tiers)
     if terms.close_fee_in_mm:
-        entry_notional = notional(state.qty, terms.contract_size, state.entry_price, inverse)
-        mm += close_fee_in_mm(entry_notional, state.leverage, terms.taker_fee_rate,
-                              state.qty > ZERO)
+        mm += _close_fee_in_mm(state, terms, mark)
     if state.is_isolated:
         entry_notional = notional(state.qty, terms.contract_size, state.entry_price, inverse)
         im = entry_notional / state.leverage
     else:
         im = mm_notional / state.leverage
+    if terms.im_includes_close_fee:  # issue 14: Bybit USDC display
+        im = initial_margin_with_close_fee(im, entry_close_fee(
+            state.qty, terms.contract_size, state.entry_price, state.leverage,
+            terms.taker_fee_rate, inverse))
     return _Position(
         state=state,
         terms=terms,
@@ -248,6 +262,16 @@ def _position(
         mm=mm,
         im=im,
     )
+
+
+def _close_fee_in_mm(state: PositionState, terms: InstrumentTerms, mark: Decimal) -> Decimal:
+    """The close fee in MM by `close_fee_basis` (issue 14): at the bankruptcy price from entry
+    and leverage (`entry`, `reserved`), or at the mark being tested (`liquidation_price`)."""
+    if terms.close_fee_basis is CloseFeeBasis.LIQUIDATION_PRICE:
+        return fee_to_close(state.qty, terms.contract_size, mark, terms.taker_fee_rate,
+                            terms.is_inverse)
+    return entry_close_fee(state.qty, terms.contract_size, state.entry_price, state.leverage,
+                           terms.taker_fee_rate, terms.is_inverse)
 
 
 def _increasing_order(
@@ -294,7 +318,7 @@ def _core(account: AccountSnapshot, market: Market) -> _Core:
     if account.mode is Mode.SINGLE_ASSET:
         _single_asset_totals(core, market)
     elif account.mode is Mode.MULTI_ASSET:
-        _pooled_totals(core, market)
+        _pooled_totals(core, market, buffered=True)
     else:
         _portfolio_totals(core, account, market)
     return core
@@ -313,7 +337,13 @@ def _apply_orders(
             continue
         leverage = position.state.leverage if position else _leverage(account, terms)
         order_notional = notional(order.qty, terms.contract_size, order.price, terms.is_inverse)
-        _add(core.im, terms.settle, order_notional / leverage)
+        order_im = order_notional / leverage
+        if terms.im_includes_close_fee:  # issue 14: the fee to close at the order's price
+            buys = order is book.buy
+            order_im = initial_margin_with_close_fee(order_im, entry_close_fee(
+                order.qty if buys else -order.qty, terms.contract_size, order.price, leverage,
+                terms.taker_fee_rate, terms.is_inverse))
+        _add(core.im, terms.settle, order_im)
         if account.mode is Mode.PORTFOLIO:
             continue  # orders add initial margin only (PORTFOLIO-MARGIN §10.8)
         basis_notional = ZERO
@@ -328,11 +358,14 @@ def _apply_orders(
         _add(core.mm, terms.settle, combined - alone)
 
 
-def _usd(amounts: Mapping[str, Decimal], market: Market) -> Decimal:
+def _usd(amounts: Mapping[str, Decimal], market: Market, at_ask: bool = False) -> Decimal:
+    """Return Σ amount × index (`at_ask`: × the asset's ask, issue 14)."""
     total = ZERO
     for asset, amount in amounts.items():
         price = market.index(asset)
         if price is not None:
+            if at_ask:
+                price = ask_price(price, market.asset_terms(asset).ask_buffer)
             total += amount * price
     return total
 
@@ -367,18 +400,21 @@ def _single_asset_totals(core: _Core, market: Market) -> None:
     core.level = min(levels) if levels else None
 
 
-def _pooled_totals(core: _Core, market: Market) -> None:
-    """One pool of haircut collateral (multi-asset mode, seed 000/001)."""
+def _pooled_totals(core: _Core, market: Market, buffered: bool = True) -> None:
+    """One pool of haircut collateral (multi-asset mode, seed 000/001). With `buffered`
+    (multi-asset mode, issue 14) equity counts at the bid or the ask and margins at the ask."""
     for asset, equity in core.equity.items():
         terms = market.asset_terms(asset)
         price = market.index(asset)
+        if buffered and price is not None:
+            price = valuation_price(equity, price, terms.bid_buffer, terms.ask_buffer)
         core.effective[asset] = effective_collateral_usd(
             equity, price, terms.collateral_tiers, terms.tier_basis
         )
         core.equity_usd += equity_usd(equity, price)
     core.effective_equity_usd = sum(core.effective.values(), ZERO)
-    core.mm_usd = _usd(core.mm, market)
-    core.im_usd = _usd(core.im, market) + _usd(core.isolated, market)
+    core.mm_usd = _usd(core.mm, market, buffered)
+    core.im_usd = _usd(core.im, market, buffered) + _usd(core.isolated, market, buffered)
     _ratios(core)
 
 
@@ -412,7 +448,7 @@ def unit_items(
 
 def _portfolio_totals(core: _Core, account: AccountSnapshot, market: Market) -> None:
     """Risk units plus borrowing (PORTFOLIO-MARGIN.md §10.8)."""
-    _pooled_totals(core, market)
+    _pooled_totals(core, market, buffered=False)  # bid/ask buffers: multi-asset mode only
     order_im_usd = core.im_usd  # only orders are in core.im in portfolio mode
     aggregates: dict[str, pm.UnitAggregate] = {}
     for position in core.positions:  # one pass: each unit aggregated once (issue 7, speed)
@@ -485,7 +521,27 @@ def evaluate(account: AccountSnapshot, market: Market, *, limits: bool = True) -
     )
     margin = _margin(core, withdrawable)
     debts = {asset: liability(equity) for asset, equity in sorted(core.equity.items())}
-    return AccountFigures(collateral=collateral, debts=debts, positions=positions, margin=margin)
+    return AccountFigures(collateral=collateral, debts=debts, positions=positions, margin=margin,
+                          available_by_asset=_available_by_asset(account, market, core))
+
+
+def _available_by_asset(
+    account: AccountSnapshot, market: Market, core: _Core
+) -> dict[str, Decimal]:
+    """Each asset's available amount (issue 14): single-asset mode, what the asset leaves free
+    itself; otherwise the USD available converted at the asset's ask (Binance multi-assets:
+    416.02 / 0.99495 = 418.13 USDT). Assets without an index are left out."""
+    result: dict[str, Decimal] = {}
+    for asset in sorted(core.equity):
+        if account.mode is Mode.SINGLE_ASSET:
+            result[asset] = _single_asset_free(core, asset)
+            continue
+        index = market.index(asset)
+        if index is None or index <= ZERO:
+            continue
+        ask = ask_price(index, market.asset_terms(asset).ask_buffer)
+        result[asset] = available_in_asset(core.available_usd, ask)
+    return result
 
 
 def margin_figures(account: AccountSnapshot, market: Market) -> MarginFigures:
@@ -522,6 +578,8 @@ def _position_figures(
         liquidation = None
     else:
         liquidation = cross_liquidation_price(account, market, state.symbol)
+    is_long = state.qty > ZERO
+    tick = terms.price_tick
     return PositionFigures(
         symbol=state.symbol,
         margin_type=state.margin_type,
@@ -537,6 +595,10 @@ def _position_figures(
         initial_margin=None if portfolio else position.im,
         liquidation_price=liquidation,
         auto_add_margin=state.auto_add_margin if state.is_isolated else False,
+        liquidation_price_tick=(None if liquidation is None or tick is None
+                                else liquidation_price_tick(liquidation, tick, is_long)),
+        bankruptcy_price=None if portfolio else bankruptcy_price(
+            state.entry_price, state.leverage, is_long, terms.is_inverse),
     )
 
 
@@ -552,6 +614,7 @@ def isolated_view(state: PositionState, terms: InstrumentTerms) -> IsolatedPosit
         tiers=terms.risk_tiers,
         mm_basis=terms.mm_basis,
         close_fee_rate=terms.taker_fee_rate if terms.close_fee_in_mm else None,
+        close_fee_basis=terms.close_fee_basis,
     )
 
 
@@ -705,9 +768,13 @@ def _single_asset_free(core: _Core, asset: str) -> Decimal:
 def _withdrawal_hints(core: _Core, market: Market, asset: str) -> Iterable[Decimal]:
     terms = market.asset_terms(asset)
     equity = core.equity.get(asset, ZERO)
-    for bound in collateral_breakpoints(terms.collateral_tiers, market.index(asset),
-                                        terms.tier_basis):
-        yield equity - bound
+    index = market.index(asset)
+    prices = [index]
+    if index is not None and terms.bid_buffer > ZERO:  # issue 14: multi-asset values at the bid
+        prices.append(bid_price(index, terms.bid_buffer))
+    for price in prices:
+        for bound in collateral_breakpoints(terms.collateral_tiers, price, terms.tier_basis):
+            yield equity - bound
 
 
 def liquidation_shortfall(figures: AccountFigures, mode: Mode, settle: str,

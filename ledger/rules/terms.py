@@ -40,6 +40,15 @@ class AutoAddAmount(StrEnum):
 
     MAINTENANCE = "maintenance"  # the position's maintenance margin (seed 002)
     INITIAL = "initial"  # E·Q·F / leverage
+    RESTORE_INITIAL_RATE = "restore_initial_rate"  # MEXC 2022 (issue 14)
+
+
+class CloseFeeBasis(StrEnum):
+    """Where the fee to close in MM is measured when `close_fee_in_mm` (issue 14)."""
+
+    ENTRY = "entry"  # at the bankruptcy price estimated from entry and leverage (Bybit)
+    LIQUIDATION_PRICE = "liquidation_price"  # at the liquidation price itself (Bitget)
+    RESERVED = "reserved"  # reserved inside an isolated position's margin at opening (Phemex)
 
 
 # --- exchange conventions (issue 14, convA): interest accrual, auto-exchange trigger,
@@ -132,6 +141,9 @@ class AssetTerms:
     # exchange conventions (issue 14, convA)
     auto_exchange_trigger: AutoExchangeTrigger = AutoExchangeTrigger.ABOVE
     payment_rounding: PaymentRounding = PaymentRounding.PAYER_PAYS_UP
+    # exchange conventions (issue 14, convB): Binance multi-assets bid/ask valuation
+    bid_buffer: Decimal = ZERO
+    ask_buffer: Decimal = ZERO
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +167,10 @@ class InstrumentTerms:
     delivery_fee_rate: Decimal = ZERO
     # exchange conventions (issue 14, convA)
     funding_rate_basis: FundingRateBasis = FundingRateBasis.PER_INTERVAL
+    # exchange conventions (issue 14, convB)
+    close_fee_basis: CloseFeeBasis = CloseFeeBasis.ENTRY
+    price_tick: Decimal | None = None
+    im_includes_close_fee: bool = False
 
     @property
     def is_inverse(self) -> bool:

@@ -29,6 +29,7 @@ from ledger.rules.terms import (
     AssetTerms,
     AutoAddAmount,
     AutoExchangeTrigger,
+    CloseFeeBasis,
     CollateralTier,
     FreeMode,
     FundingRateBasis,
@@ -67,6 +68,7 @@ class ReferenceCommands(Handlers):
             borrow_imr_rate=cmd.borrow_imr_rate,
             auto_exchange_trigger=AutoExchangeTrigger(cmd.auto_exchange_trigger),  # issue 14
             payment_rounding=PaymentRounding(cmd.payment_rounding),  # issue 14
+            bid_buffer=cmd.bid_buffer, ask_buffer=cmd.ask_buffer,  # issue 14 (convB)
         )
         existing = self.refs.asset(cmd.asset)
         if existing is None:
@@ -115,6 +117,9 @@ class ReferenceCommands(Handlers):
             auto_add_amount=AutoAddAmount(cmd.auto_add_amount), expiry=cmd.expiry,
             delivery_fee_rate=cmd.delivery_fee_rate or ZERO,
             funding_rate_basis=FundingRateBasis(cmd.funding_rate_basis),  # issue 14
+            # issue 14 (convB)
+            close_fee_basis=CloseFeeBasis(cmd.close_fee_basis), price_tick=cmd.price_tick,
+            im_includes_close_fee=cmd.im_includes_close_fee,
         )
         if existing is None:
             aggregate = Instrument.list(instrument_id(cmd.symbol), cmd.at, cmd.symbol,
