@@ -250,8 +250,12 @@ def _expected(path: str, value: Any, state: dict[str, Any]) -> str:
         return DASH
     parts = path.split(".")
     key = parts[-1]
-    if parts[0] not in ("balances", "debts", "interest", "collateral", "positions", "margin"):
-        return str(value)  # account, mode, as_of
+    if parts[0] in ("account", "mode", "as_of"):
+        return str(value)
+    try:
+        Decimal(value)
+    except (ArithmeticError, TypeError, ValueError):
+        return str(value)  # text: symbol, side, an option's type ...
     if parts[0] == "positions" and key in ("symbol", "margin_type", "side"):
         return str(value)
     if key in ("margin_ratio", "margin_level"):
@@ -259,7 +263,7 @@ def _expected(path: str, value: Any, state: dict[str, Any]) -> str:
     in_risk_unit = parts[:2] == ["margin", "risk_units"]
     if key.endswith("_usd") or (in_risk_unit and key not in ("delta", "spot_in_use")):
         return rounded(Decimal(value), 2)
-    if parts[0] == "positions" and key in ("entry_price", "liquidation_price"):
+    if parts[0] == "positions" and key.endswith("_price") and key != "mark_price":
         mark = state["positions"][int(parts[1])]["mark_price"]
         if mark is not None:
             return rounded(Decimal(value), places_of(mark))

@@ -139,6 +139,17 @@
       display(value, kind, mark));
   }
 
+  /** A field the page does not name: text stays text, true/false is yes/no, a number is
+   * rounded by its name (docs/audit.md): `*_usd` 2 places, `*_price` the mark's places,
+   * anything else as an amount. */
+  function generic(tag, path, key, value, mark) {
+    if (typeof value === "boolean") return text(tag, path, value ? "yes" : "no");
+    if (typeof value === "number") return text(tag, path, String(value));
+    if (typeof value === "string" && !DECIMAL.test(value)) return text(tag, path, value);
+    const kind = key.endsWith("_usd") ? "usd" : key.endsWith("_price") ? "price" : "amount";
+    return figure(tag, path, value, kind, mark);
+  }
+
   function text(tag, path, value) {
     return el(tag, { "data-field": path }, String(value));
   }
@@ -420,17 +431,27 @@
       ["notional", "amount"], ["unrealized_pnl", "amount"], ["leverage", "amount"],
       ["position_margin", "amount"], ["maintenance_margin", "amount"],
       ["initial_margin", "amount"], ["liquidation_price", "price"]];
+    // Fields a position has beyond those (conventions, options: bankruptcy_price, delta, ...),
+    // shown by the generic rule of docs/audit.md: a `*_price` at the mark's places.
+    const named = new Set(["symbol", "margin_type", "side", "auto_add_margin",
+      ...columns.map(([key]) => key)]);
+    const extra = [...new Set(state.positions.flatMap((p) => Object.keys(p)))]
+      .filter((key) => !named.has(key)).sort();
     const positionRows = state.positions.map((p, i) => el("tr", {},
       text("th", `positions.${i}.symbol`, p.symbol),
       text("td", `positions.${i}.margin_type`, p.margin_type),
       text("td", `positions.${i}.side`, p.side),
       ...columns.map(([key, kind]) => figure("td", `positions.${i}.${key}`, p[key], kind,
         p.mark_price)),
-      text("td", `positions.${i}.auto_add_margin`, p.auto_add_margin ? "yes" : "no")));
+      text("td", `positions.${i}.auto_add_margin`, p.auto_add_margin ? "yes" : "no"),
+      ...extra.map((key) => key in p
+        ? generic("td", `positions.${i}.${key}`, key, p[key], p.mark_price)
+        : el("td", {}))));
     parts.push(state.positions.length
       ? table("Positions", ["symbol", "type", "side", "qty", "entry", "mark", "notional",
         "unrealized PnL", "leverage", "position margin", "maintenance margin",
-        "initial margin", "liquidation price", "auto-add margin"], positionRows)
+        "initial margin", "liquidation price", "auto-add margin",
+        ...extra.map((key) => key.replaceAll("_", " "))], positionRows)
       : el("p", { class: "hint" }, "No positions."));
 
     const summary = [
@@ -449,13 +470,35 @@
 
     const units = Object.keys(margin.risk_units).sort();
     if (units.length) {
-      const keys = ["mr1", "mr2", "mr3", "mr4", "mr5", "mr6", "mr7", "mr9", "mmr", "imr",
+      const known = ["mr1", "mr2", "mr3", "mr4", "mr5", "mr6", "mr7", "mr8", "mr9", "mmr", "imr",
         "delta", "delta_usd", "spot_in_use"];
+      const present = new Set(units.flatMap((unit) => Object.keys(margin.risk_units[unit])));
+      const keys = [...known.filter((key) => present.has(key)),
+        ...[...present].filter((key) => !known.includes(key)).sort()];
       parts.push(table("Portfolio risk units", ["unit", ...keys], units.map((unit) =>
         el("tr", {}, el("th", { scope: "row" }, unit), ...keys.map((key) =>
-          figure("td", `margin.risk_units.${unit}.${key}`, margin.risk_units[unit][key],
-            key === "delta" || key === "spot_in_use" ? "amount" : "usd"))))));
+          key in margin.risk_units[unit]
+            ? figure("td", `margin.risk_units.${unit}.${key}`, margin.risk_units[unit][key],
+              key === "delta" || key === "spot_in_use" ? "amount" : "usd")
+            : el("td", {}))))));
     }
+
+    // Top-level figures the page does not name (e.g. available_by_asset), by the generic rule.
+    const shownTop = new Set(["account", "mode", "as_of", "version", "balances", "debts",
+      "collateral", "interest", "positions", "margin"]);
+    const rows = [];
+    const walk = (path, key, value) => {
+      if (value !== null && typeof value === "object") {
+        for (const [k, v] of Object.entries(value)) walk(`${path}.${k}`, k, v);
+      } else {
+        rows.push(el("tr", {}, el("th", { scope: "row" }, path),
+          generic("td", path, key, value, null)));
+      }
+    };
+    for (const key of Object.keys(state).filter((k) => !shownTop.has(k)).sort()) {
+      walk(key, key, state[key]);
+    }
+    if (rows.length) parts.push(table("Other figures", ["figure", "value"], rows));
     $("state-body").replaceChildren(...parts);
   }
 
