@@ -33,6 +33,14 @@ from ledger.rules.maintenance import (
     maintenance_margin,
     maintenance_margin_with_orders,
 )
+from ledger.rules.options import (
+    OptionMarginTerms,
+    OptionType,
+    implied_vol,
+    margin_factor,
+    short_option_imr,
+    short_option_mmr,
+)
 from ledger.rules.positions import notional, unrealized_pnl
 from ledger.rules.ratios import available, is_past_liquidation, margin_level, margin_ratio
 from ledger.rules.solve import last_nonpositive
@@ -45,6 +53,7 @@ from ledger.rules.terms import (
     PortfolioTerms,
     RiskUnitTerms,
 )
+from ledger.times import year_fraction
 
 CROSS = "cross"
 ISOLATED = "isolated"
@@ -105,6 +114,7 @@ class Market:
     marks: Mapping[str, Decimal]
     risk_units: Mapping[str, RiskUnitTerms] = field(default_factory=dict)
     portfolio: PortfolioTerms = PortfolioTerms()
+    ivs: Mapping[str, Decimal] = field(default_factory=dict)  # options' mark IV (issue 15)
 
     def index(self, asset: str) -> Decimal | None:
         """Return the asset's USD index; USDT and USDC are 1 until one is sent."""
@@ -143,6 +153,8 @@ class PositionFigures:
     initial_margin: Decimal | None
     liquidation_price: Decimal | None
     auto_add_margin: bool
+    mark_value: Decimal | None = None  # options: q·F·mark, settle asset (issue 15)
+    delta: Decimal | None = None  # options: q·F·Black-76 delta, coins of the base
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +201,7 @@ class _Position:
     notional: Decimal  # at mark
     mm: Decimal  # the position alone, close fee included
     im: Decimal
+    option: pm.OptionHolding | None = None  # issue 15
 
 
 @dataclass(slots=True)
@@ -221,6 +234,8 @@ def _leverage(account: AccountSnapshot, terms: InstrumentTerms) -> Decimal:
 def _position(
     state: PositionState, terms: InstrumentTerms, market: Market, portfolio: bool
 ) -> _Position:
+    if terms.is_option:
+        return _option_position(state, terms, market, portfolio)
     inverse = terms.is_inverse
     mark = market.mark(state.symbol, state.entry_price)
     upl = unrealized_pnl(state.qty, state.entry_price, mark, terms.contract_size, inverse)
@@ -248,6 +263,56 @@ def _position(
         mm=mm,
         im=im,
     )
+
+
+def option_holding(state: PositionState, terms: InstrumentTerms, market: Market, mark: Decimal
+                   ) -> pm.OptionHolding | None:
+    """Return the option as its unit sees it (docs/options.md): the forward is the base's index
+    in the option's price unit (settle asset; USD for coin-margined), the volatility the mark
+    IV, else the one implied by the mark; None without an index, or past expiry."""
+    assert terms.expiry is not None and terms.strike is not None and terms.option_type
+    base, settle = market.index(terms.base), market.index(terms.settle)
+    years = year_fraction(market.at, terms.expiry)
+    if base is None or settle is None or years <= ZERO:
+        return None
+    option_type = OptionType(terms.option_type)
+    forward = base if terms.coin_margined else base / settle
+    price = mark * base if terms.coin_margined else mark  # in the forward's unit
+    rate = (market.risk_units.get(terms.base) or RiskUnitTerms(terms.base)).rate
+    vol = market.ivs.get(terms.symbol) or implied_vol(option_type, forward, terms.strike,
+                                                      years, price, rate)
+    if vol is None:
+        return None
+    return pm.OptionHolding(option_type, terms.strike, terms.expiry, years,
+                            state.qty * terms.contract_size, forward, vol,
+                            ONE if terms.coin_margined else settle, base)
+
+
+def _option_position(
+    state: PositionState, terms: InstrumentTerms, market: Market, portfolio: bool
+) -> _Position:
+    """An option (issue 15): its mark value q·F·M counts in the settle coin's equity (long an
+    asset, short a liability) in place of unrealised PnL; outside portfolio mode a short
+    carries OKX's option margin (`short_option_mmr`/`imr` × |q|·F), a long none."""
+    mark = market.mark(state.symbol, state.entry_price)
+    units = state.qty * terms.contract_size
+    holding = option_holding(state, terms, market, mark)
+    mm = im = ZERO
+    if state.qty < ZERO and not portfolio:
+        base, settle = market.index(terms.base), market.index(terms.settle)
+        assert terms.strike is not None and terms.option_type is not None
+        underlying = ((base or ZERO) if terms.coin_margined
+                      else (base or ZERO) / (settle or ONE))
+        option_type = OptionType(terms.option_type)
+        option_terms = OptionMarginTerms(terms.option_a, terms.option_b, terms.option_c)
+        factor = margin_factor(abs(state.qty), terms.margin_factor_tiers)
+        if underlying > ZERO:
+            mm = -units * short_option_mmr(option_type, mark, underlying, factor, option_terms,
+                                           terms.coin_margined)
+            im = -units * short_option_imr(option_type, underlying, terms.strike, mark,
+                                           underlying, factor, option_terms,
+                                           terms.coin_margined)
+    return _Position(state, terms, mark, units * mark, abs(units) * mark, mm, im, holding)
 
 
 def _increasing_order(
@@ -417,6 +482,12 @@ def _portfolio_totals(core: _Core, account: AccountSnapshot, market: Market) -> 
     aggregates: dict[str, pm.UnitAggregate] = {}
     for position in core.positions:  # one pass: each unit aggregated once (issue 7, speed)
         terms, qty = position.terms, position.state.qty
+        if terms.is_option:  # issue 15: re-priced in the unit's grid
+            unit = aggregates.setdefault(terms.base, pm.UnitAggregate())
+            if position.option is not None:
+                rate = (market.risk_units.get(terms.base) or RiskUnitTerms(terms.base)).rate
+                unit.add_option(position.option, rate, terms.settle)
+            continue
         inverse = terms.is_inverse
         settle_index = ONE if inverse else (market.index(terms.settle) or ZERO)
         aggregates.setdefault(terms.base, pm.UnitAggregate()).add(
@@ -518,7 +589,7 @@ def _position_figures(
     portfolio = account.mode is Mode.PORTFOLIO
     if state.is_isolated:
         liquidation = isolated_liquidation_price(isolated_view(state, terms), position.mark)
-    elif portfolio or not limits:
+    elif portfolio or not limits or terms.is_option:
         liquidation = None
     else:
         liquidation = cross_liquidation_price(account, market, state.symbol)
@@ -530,14 +601,28 @@ def _position_figures(
         entry_price=state.entry_price,
         mark_price=position.mark,
         notional=position.notional,
-        unrealized_pnl=position.upl,
+        unrealized_pnl=(position.state.qty * terms.contract_size
+                        * (position.mark - state.entry_price)
+                        if terms.is_option else position.upl),
         leverage=state.leverage,
         position_margin=state.position_margin if state.is_isolated else None,
         maintenance_margin=None if portfolio else position.mm,
         initial_margin=None if portfolio else position.im,
         liquidation_price=liquidation,
         auto_add_margin=state.auto_add_margin if state.is_isolated else False,
+        **_option_figures(position, market),
     )
+
+
+def _option_figures(position: _Position, market: Market) -> dict[str, Decimal | None]:
+    """An option's extra figures (issue 15): mark value and delta (coins); {} otherwise."""
+    if not position.terms.is_option:
+        return {}
+    holding = position.option
+    rate = (market.risk_units.get(position.terms.base) or RiskUnitTerms(position.terms.base)
+            ).rate
+    delta = None if holding is None else holding.units * holding.greeks(rate).delta
+    return {"mark_value": position.upl, "delta": delta}
 
 
 def isolated_view(state: PositionState, terms: InstrumentTerms) -> IsolatedPosition:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
+from typing import Any
 
 from ledger.numbers import PRECISION, ZERO, context
 
@@ -299,3 +300,65 @@ def short_option_mmr(
     if option_type is OptionType.CALL:
         return terms.c * factor * index + mark
     return max(terms.c * index, terms.c * mark) * factor + mark
+
+
+# --- cash flows (issue 15, docs/options.md) --------------------------------------------------
+
+
+def option_fee(
+    qty: Decimal, contract_size: Decimal, price: Decimal, underlying: Decimal, rate: Decimal,
+    cap_rate: Decimal, coin_margined: bool,
+) -> Decimal:
+    """Return an option fill's fee in the settle asset, exact (posting rounds it up).
+
+    OKX: `min(rate × underlying value, cap_rate × premium)`. Underlying value: `qty × size ×
+    underlying` (USD(T)-margined; `underlying` is the base's price in the settle asset) or
+    `qty × size` coins (coin-margined); premium `qty × size × price`. A negative rate (maker
+    rebate) is not capped. Example: 10 × 0.01 BTC at 1,000 USDT, underlying 60,000, 0.03 % →
+    min(0.1 × 60,000 × 0.0003 = 1.8, 0.125 × 100 = 12.5) = 1.8; at a price of 5 → cap
+    0.125 × 0.5 = 0.0625.
+    """
+    value = qty * contract_size if coin_margined else qty * contract_size * underlying
+    fee = value * rate
+    if fee <= ZERO:
+        return fee
+    return min(fee, cap_rate * qty * contract_size * price)
+
+
+def option_payout(terms: Any, price: Decimal) -> Decimal:
+    """Return what one unit of the base pays the holder at expiry, in the settle asset.
+
+    USD(T)-margined: the intrinsic value at the delivery price `price` (the base's price in
+    the settle asset). Coin-margined (strike in USD, settled in coin): intrinsic / price.
+    Example: call K 50,000 settled at 52,000 → 2,000 USDT, or 2,000 / 52,000 BTC.
+    """
+    value = intrinsic(OptionType(terms.option_type), price, terms.strike)
+    return value / price if terms.coin_margined else value
+
+
+@lru_cache(maxsize=65536)
+def implied_vol(
+    option_type: OptionType, forward: Decimal, strike: Decimal, years: Decimal, price: Decimal,
+    rate: Decimal = ZERO,
+) -> Decimal | None:
+    """Return the Black-76 volatility that prices the option at `price`, or None if no
+    volatility in (0, 10] does (a price at or below the discounted intrinsic value, or above
+    the forward). Bisection in Decimal to 10^-12 of volatility (60 halvings of 10): used only
+    when a mark arrives without `mark_iv` and margin needs a shocked price (docs/options.md).
+    Example: the Hull case priced at 1.116641456558943478 → 0.25.
+    """
+    if years <= ZERO:
+        return None
+    low, high = Decimal("0.000001"), Decimal(10)
+    if not black76(option_type, forward, strike, years, low, rate).price < price:
+        return None
+    if not price < black76(option_type, forward, strike, years, high, rate).price:
+        return None
+    tolerance = Decimal("1e-12")
+    while high - low > tolerance:
+        middle = (low + high) / 2
+        if black76(option_type, forward, strike, years, middle, rate).price < price:
+            low = middle
+        else:
+            high = middle
+    return ((low + high) / 2).quantize(tolerance)

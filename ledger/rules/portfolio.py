@@ -25,6 +25,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from ledger.numbers import ZERO
+from ledger.rules.options import Greeks, OptionType, black76
 from ledger.rules.positions import fill_fee
 from ledger.rules.terms import Kind, MultiplierTier, RateBand, RiskUnitTerms
 from ledger.times import to_micros, year_fraction
@@ -72,6 +73,7 @@ class RiskUnitFigures:
     delta: Decimal
     delta_usd: Decimal
     spot_in_use: Decimal
+    mr8: Decimal = ZERO  # short-option minimum charge (issue 15)
 
 
 # --- 10.3 exposures and spot in use ---------------------------------------------------------
@@ -122,6 +124,37 @@ def derivatives_delta(items: Iterable[UnitItem]) -> Decimal:
     return sum((coin_exposure(item) for item in items), ZERO)
 
 
+@dataclass(frozen=True, slots=True)
+class OptionHolding:
+    """An option position as its risk unit sees it (issue 15, docs/options.md).
+
+    `units` = q·F (signed units of the base), `forward` the base's price in the option's price
+    unit (settle asset; USD for a coin-margined option), `vol` its implied volatility, `usd`
+    what one price unit is worth in USD (the settle index; 1 for coin-margined options, which
+    are priced in USD here), `years` to expiry at T.
+    """
+
+    option_type: OptionType
+    strike: Decimal
+    expiry: datetime
+    years: Decimal
+    units: Decimal
+    forward: Decimal
+    vol: Decimal
+    usd: Decimal
+    index: Decimal  # the base's USD index (MR8)
+
+    def greeks(self, rate: Decimal) -> Greeks:
+        return black76(self.option_type, self.forward, self.strike, self.years, self.vol, rate)
+
+    def pnl(self, shock: Decimal, vol_shock: Decimal, rate: Decimal) -> Decimal:
+        """USD P&L when the forward moves by `shock` and the vol by `vol_shock` (relative)."""
+        base = self.greeks(rate).price
+        moved = black76(self.option_type, self.forward * (1 + shock), self.strike, self.years,
+                        self.vol * (1 + vol_shock), rate).price
+        return self.units * self.usd * (moved - base)
+
+
 @dataclass(slots=True)
 class UnitAggregate:
     """What a unit's requirement needs of its positions, gathered in one pass (§10.3–10.7):
@@ -132,6 +165,18 @@ class UnitAggregate:
     gross: Decimal = ZERO
     buckets: dict[datetime | None, Decimal] = field(default_factory=dict)
     currencies: dict[str, Decimal] = field(default_factory=dict)
+    options: list[OptionHolding] = field(default_factory=list)  # issue 15
+    option_delta: Decimal = ZERO  # Σ q·F·Δ of the options (coins)
+
+    def add_option(self, holding: OptionHolding, rate: Decimal, currency: str) -> None:
+        """Add an option: its delta joins D_U and its delta cash the gross and the currency
+        nets (MR7, MR9); its value is re-priced in the grid (issue 15)."""
+        delta = holding.units * holding.greeks(rate).delta
+        cash = delta * holding.forward * holding.usd
+        self.options.append(holding)
+        self.option_delta += delta
+        self.gross += abs(cash)
+        self.currencies[currency] = self.currencies.get(currency, ZERO) + cash
 
     def add(self, coins: Decimal, cash: Decimal, expiry: datetime | None, currency: str) -> None:
         """Add one position: exposure `coins`, cash delta `cash`, its bucket and currency."""
@@ -371,20 +416,29 @@ def unit_figures(
     at: datetime,
 ) -> RiskUnitFigures:
     """Return a unit's figures from its aggregate (the one-pass form of `risk_unit_figures`)."""
-    spot = spot_in_use(holding, unit.coins, spot_setting)
-    delta = unit.coins + spot
-    shock_loss = mr1(delta, index, terms.price_shocks)
-    extreme_loss = mr6(delta, index, terms.extreme_shocks, terms.extreme_factor)
+    spot = spot_in_use(holding, unit.coins + unit.option_delta, spot_setting)
+    linear = unit.coins + spot
+    delta = linear + unit.option_delta
     basis = basis_charge(unit, spot, index, terms, at)
     minimum = min_charge(terms.min_charge_rate * unit.gross, terms.min_charge_tiers)
     depeg = depeg_charge(hedged_value(unit.currencies.values()), terms.depeg_bands)
-    mmr = unit_mmr(shock_loss, ZERO, ZERO, basis, ZERO, extreme_loss, minimum, depeg)
+    theta = vega = rates = short = ZERO
+    if unit.options:
+        shock_loss = option_grid_loss(linear, index, unit.options, terms.price_shocks, terms)
+        extreme_loss = terms.extreme_factor * option_grid_loss(
+            linear, index, unit.options, terms.extreme_shocks, terms)
+        theta, vega, rates, short = option_charges(unit.options, terms)
+    else:
+        shock_loss = mr1(linear, index, terms.price_shocks)
+        extreme_loss = mr6(linear, index, terms.extreme_shocks, terms.extreme_factor)
+    mmr = max(unit_mmr(shock_loss, theta, vega, basis, rates, extreme_loss, minimum, depeg),
+              minimum + short)
     return RiskUnitFigures(
         mr1=shock_loss,
-        mr2=ZERO,
-        mr3=ZERO,
+        mr2=theta,
+        mr3=vega,
         mr4=basis,
-        mr5=ZERO,
+        mr5=rates,
         mr6=extreme_loss,
         mr7=minimum,
         mr9=depeg,
@@ -393,7 +447,72 @@ def unit_figures(
         delta=delta,
         delta_usd=delta * index,
         spot_in_use=spot,
+        mr8=short,
     )
+
+
+# --- options in the unit (issue 15, docs/options.md) ----------------------------------------
+
+
+def option_grid_loss(
+    linear: Decimal, index: Decimal, options: Sequence[OptionHolding],
+    price_shocks: Sequence[Decimal], terms: RiskUnitTerms,
+) -> Decimal:
+    """Return max(0, max over (s, v) of −PnL): the unit's worst loss over the price shocks `s`
+    crossed with `terms.vol_shocks` `v`; linear items move `linear·I·s`, each option is
+    re-priced by Black-76 at the forward F·(1 + s) and the volatility σ·(1 + v).
+
+    Example: short 1 call K 60,000, F = I = 60,000, σ 0.5, 0.25 y, r 0, s = +12 %, v = +30 %:
+    loss = C(67,200, 0.65) − C(60,000, 0.5) (docs/options.md, tests/unit/rules).
+    """
+    worst = ZERO
+    for shock in price_shocks:
+        moved = linear * index * shock
+        for vol_shock in terms.vol_shocks:
+            pnl = moved + sum((o.pnl(shock, vol_shock, terms.rate) for o in options), ZERO)
+            worst = max(worst, -pnl)
+    return worst
+
+
+def vega_shock(years: Decimal, terms: RiskUnitTerms) -> Decimal:
+    """Return MR3's relative volatility shock for a tenor: the first `vega_rates` entry whose
+    years bound is ≥ the tenor (the last beyond). Default: ≤ 1 month 25 %, ≤ 3 months 20 %,
+    ≤ 1 year 15 %, longer 10 %."""
+    for bound, shock in terms.vega_rates:
+        if years <= bound:
+            return shock
+    return terms.vega_rates[-1][1]
+
+
+def option_charges(
+    options: Sequence[OptionHolding], terms: RiskUnitTerms
+) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+    """Return (MR2, MR3, MR5, MR8) of a unit's options, in USD (docs/options.md):
+
+    - MR2 theta decay: max(0, −Σ u·usd·θ·Δt), Δt = theta_days / 365;
+    - MR3 vega/volga by tenor: per expiry, Δσ_i = shock(τ)·σ_i, the worse of ±Δσ of
+      Σ u·usd·(vega·Δσ + volga·Δσ²/2), floored at 0, summed over expiries (no netting across);
+    - MR5 interest rate: |Σ u·usd·rho| · rate_shock;
+    - MR8 short-option minimum charge: short_option_rate · Σ over shorts |u| · I_base.
+    """
+    dt = terms.theta_days / 365
+    theta = rho = short = ZERO
+    buckets: dict[datetime, tuple[Decimal, Decimal]] = {}
+    for option in options:
+        g = option.greeks(terms.rate)
+        size = option.units * option.usd
+        theta += size * g.theta * dt
+        rho += size * g.rho
+        if option.units < ZERO:
+            short += -option.units * option.index
+        move = vega_shock(option.years, terms) * option.vol
+        up_down = buckets.get(option.expiry, (ZERO, ZERO))
+        curvature = size * g.volga * move * move / 2
+        buckets[option.expiry] = (up_down[0] + size * g.vega * move + curvature,
+                                  up_down[1] - size * g.vega * move + curvature)
+    vega = sum((max(ZERO, -min(up, down)) for up, down in buckets.values()), ZERO)
+    return (max(ZERO, -theta), vega, abs(rho) * terms.rate_shock,
+            terms.short_option_rate * short)
 
 
 def borrowing_margin(

@@ -5,6 +5,7 @@ the portfolio-margin settings (contract: reference data; DESIGN §6).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 from ledger.application import commands as c
@@ -23,9 +24,10 @@ from ledger.domain.terms import (
 from ledger.errors import (
     InvalidInputError,
 )
-from ledger.numbers import ZERO, to_str
+from ledger.numbers import ONE, ZERO, to_str
 from ledger.rules.maintenance import derived_deductions
 from ledger.rules.terms import (
+    STABLECOINS,
     AssetTerms,
     AutoAddAmount,
     CollateralTier,
@@ -74,9 +76,10 @@ class ReferenceCommands(Handlers):
         return APPLIED
 
     def instrument(self, cmd: c.InstrumentCmd) -> str:
-        tiers = tuple(RiskTier(t.up_to, t.mmr, t.max_leverage) for t in cmd.risk_tiers)
+        given_tiers = cmd.risk_tiers or OPTION_RISK_TIERS  # only an option may omit them
+        tiers = tuple(RiskTier(t.up_to, t.mmr, t.max_leverage) for t in given_tiers)
         deductions = derived_deductions(tiers)
-        for given, derived in zip(cmd.risk_tiers, deductions, strict=True):
+        for given, derived in zip(given_tiers, deductions, strict=True):
             if given.deduction is not None and given.deduction != derived:
                 raise InvalidInputError(
                     f"tier deduction {to_str(given.deduction)} differs from the derived "
@@ -91,7 +94,10 @@ class ReferenceCommands(Handlers):
         existing = self.refs.instrument(cmd.symbol)
         previous = (self.refs.data.instruments[cmd.symbol].terms.values[-1]
                     if existing is not None else None)
-        if kind is Kind.LINEAR_FUTURE:
+        if kind is Kind.OPTION and cmd.settle != cmd.base and cmd.settle not in STABLECOINS:
+            raise InvalidInputError(f"{cmd.symbol}: an option settles in its base coin "
+                                    f"(coin-margined) or in USDT/USDC, not {cmd.settle}")
+        if kind in (Kind.LINEAR_FUTURE, Kind.OPTION):
             assert cmd.expiry is not None
             if previous is None and cmd.expiry <= cmd.at:
                 raise InvalidInputError(f"{cmd.symbol}: expiry {format_at(cmd.expiry)} is not "
@@ -109,6 +115,8 @@ class ReferenceCommands(Handlers):
             auto_add_amount=AutoAddAmount(cmd.auto_add_amount), expiry=cmd.expiry,
             delivery_fee_rate=cmd.delivery_fee_rate or ZERO,
         )
+        if kind is Kind.OPTION:
+            terms = option_terms(terms, cmd)
         if existing is None:
             aggregate = Instrument.list(instrument_id(cmd.symbol), cmd.at, cmd.symbol,
                                         instrument_to_dict(terms))
@@ -122,8 +130,12 @@ class ReferenceCommands(Handlers):
 
     def mark_price(self, cmd: c.MarkPriceCmd) -> str:
         instrument = self.refs.existing_instrument(cmd.symbol)
+        if cmd.mark_iv is not None and not self.refs.require_instrument(cmd.symbol).is_option:
+            raise InvalidInputError(f"mark_iv: {cmd.symbol} is not an option")
         instrument.require_not_before(cmd.at)
         instrument.set_mark_price(cmd.at, cmd.price)
+        if cmd.mark_iv is not None:
+            instrument.set_mark_iv(cmd.at, cmd.mark_iv)
         self.refs.record(instrument, "instrument", cmd.symbol)
         return APPLIED
 
@@ -189,3 +201,22 @@ class ReferenceCommands(Handlers):
 
 def _or(value: Decimal | None, default: Decimal) -> Decimal:
     return default if value is None else value
+
+
+# --- options (issue 15, docs/options.md) ----------------------------------------------------
+
+OPTION_RISK_TIERS = (c.RiskTierIn(up_to=None, mmr=ZERO, max_leverage=ONE),)
+"""An option's default tier: no perpetual-style MM (OKX option margin applies), leverage 1."""
+
+
+def option_terms(terms: InstrumentTerms, cmd: c.InstrumentCmd) -> InstrumentTerms:
+    """Return `terms` with the option fields of `cmd`, each missing one at its default."""
+    assert cmd.option_type is not None and cmd.strike is not None
+    fields: dict[str, object] = {"option_type": cmd.option_type, "strike": cmd.strike}
+    for name in ("fee_cap_rate", "option_a", "option_b", "option_c"):
+        if getattr(cmd, name) is not None:
+            fields[name] = getattr(cmd, name)
+    if cmd.margin_factor_tiers:
+        fields["margin_factor_tiers"] = tuple((t.up_to, t.factor)
+                                              for t in cmd.margin_factor_tiers)
+    return replace(terms, **fields)  # type: ignore[arg-type]

@@ -213,3 +213,27 @@ def test_margin_factor_tiers() -> None:
     assert margin_factor(D(10000), tiers) == D(1)
     assert margin_factor(D(10001), tiers) == D("1.02")
     assert margin_factor(D(10**9), tiers) == D("1.05")
+
+
+def test_implied_vol_inverts_the_price() -> None:
+    from ledger.rules.options import implied_vol
+
+    price = black76(CALL, D(20), D(20), D(4) / 12, D("0.25"), D("0.09")).price
+    vol = implied_vol(CALL, D(20), D(20), D(4) / 12, price, D("0.09"))
+    assert vol is not None and close(vol, D("0.25"), D("1e-11"))
+    assert implied_vol(CALL, D(20), D(10), D(1), D(5)) is None  # below intrinsic 10
+
+
+def test_option_fee_is_capped_at_a_fraction_of_the_premium() -> None:
+    from ledger.rules.options import option_fee
+
+    # 10 contracts of 0.01 BTC, underlying 60,000 USDT, taker 0.03 %: 0.1 × 60,000 × 0.0003
+    # = 1.8 USDT; premium at 1,000 = 100 USDT, cap 12.5 % = 12.5 → 1.8.
+    assert option_fee(D(10), D("0.01"), D(1000), D(60000), D("0.0003"), D("0.125"),
+                      False) == D("1.8")
+    # At a premium of 5 per BTC: 0.5 USDT of premium, cap 0.0625 < 1.8 → 0.0625.
+    assert option_fee(D(10), D("0.01"), D(5), D(60000), D("0.0003"), D("0.125"),
+                      False) == D("0.0625")
+    # Coin-margined: 0.0003 × 1 BTC = 0.0003 BTC vs 0.125 × 1 × 0.002 = 0.00025 → 0.00025.
+    assert option_fee(D(10), D("0.1"), D("0.002"), D(60000), D("0.0003"), D("0.125"),
+                      True) == D("0.00025")
