@@ -471,8 +471,21 @@ def unit_items(
             margin_currency="USD" if terms.is_inverse else terms.settle,
             expiry=terms.expiry,
             taker_fee_rate=terms.taker_fee_rate,
+            option_delta=_option_unit_delta(state, terms, market, mark),
         ))
     return items
+
+
+def _option_unit_delta(state: PositionState, terms: InstrumentTerms, market: Market,
+                       mark: Decimal) -> Decimal | None:
+    """An option's Black-76 delta per unit of base (issue 15), None for other kinds."""
+    if not terms.is_option:
+        return None
+    holding = option_holding(state, terms, market, mark)
+    if holding is None:
+        return ZERO
+    rate = (market.risk_units.get(terms.base) or RiskUnitTerms(terms.base)).rate
+    return holding.greeks(rate).delta
 
 
 def _portfolio_totals(core: _Core, account: AccountSnapshot, market: Market) -> None:

@@ -46,10 +46,19 @@ class UnitItem:
     margin_currency: str  # settle asset for linear ("USDT", "USDC"), "USD" for inverse
     expiry: datetime | None  # None for perpetuals
     taker_fee_rate: Decimal  # the liquidation plan's legs pay it
+    option_delta: Decimal | None = None  # options: Black-76 delta per unit of base (issue 15)
 
     @property
     def is_inverse(self) -> bool:
         return self.kind is Kind.INVERSE_PERPETUAL
+
+    @property
+    def is_option(self) -> bool:
+        return self.kind is Kind.OPTION
+
+    @property
+    def is_perpetual(self) -> bool:
+        return self.kind in (Kind.LINEAR_PERPETUAL, Kind.INVERSE_PERPETUAL)
 
     @property
     def is_future(self) -> bool:
@@ -86,7 +95,10 @@ def coin_exposure(item: UnitItem) -> Decimal:
     coin equity as the holding this splits the account's USD P&L exactly). The inverse quotient
     is not always exact; it keeps 34 digits. PORTFOLIO-MARGIN.md 10.3.
     Examples: −100 × 0.001 BTC → −0.1; inverse −500 × 100 USD at mark 50,000 → −1.
+    An option's exposure is its delta, q·F·Δ (issue 15; 0 without a price model).
     """
+    if item.is_option:
+        return item.qty * item.contract_size * (item.option_delta or ZERO)
     return exposure(item.qty, item.contract_size, item.mark, item.is_inverse)
 
 
@@ -542,9 +554,10 @@ def liquidity_key(item: UnitItem) -> tuple[int, int, Decimal, str]:
     Perpetuals before futures; futures by expiry, nearest first; then larger |c_i| first; then
     symbol. Example: BTCUSDT (perp) < BTCUSDT-250328 < BTCUSDT-250627.
     """
-    if item.is_future:
+    if item.is_future or item.is_option:  # options after futures (issue 15)
         assert item.expiry is not None, item.symbol
-        return (1, to_micros(item.expiry), -abs(cash_delta(item)), item.symbol)
+        return (2 if item.is_option else 1, to_micros(item.expiry), -abs(cash_delta(item)),
+                item.symbol)
     return (0, 0, -abs(cash_delta(item)), item.symbol)
 
 
@@ -594,7 +607,7 @@ def tenor_group_name(item: UnitItem) -> str:
 
     Example: a future expiring 2025-03-28 08:00 UTC → "2025-03-28T08:00:00+00:00".
     """
-    if item.is_future:
+    if item.is_future or item.is_option:
         assert item.expiry is not None, item.symbol
         return item.expiry.isoformat()
     return PERPETUAL_BUCKET
@@ -648,3 +661,20 @@ def leg_fee(item: UnitItem, qty_closed: Decimal) -> Decimal:
     assert qty_closed >= ZERO, qty_closed
     return fill_fee(qty_closed, item.contract_size, item.mark, item.taker_fee_rate,
                     item.is_inverse)
+
+
+def perpetual_hedge(items: Sequence[UnitItem], unit_delta: Decimal
+                    ) -> tuple[UnitItem, Decimal] | None:
+    """Return the ddh2 hedge of a unit holding options (issue 15): (perpetual, signed contracts
+    to trade) bringing X_U to 0 with the unit's most liquid perpetual, or None without one.
+
+    Linear: −X/F contracts; inverse: −X·M/F. Example: X = +0.35 BTC from a short put, perpetual
+    of 0.001 BTC → sell 350 contracts.
+    """
+    perpetuals = sorted((item for item in items if item.is_perpetual), key=liquidity_key)
+    if unit_delta == ZERO or not perpetuals:
+        return None
+    perpetual = perpetuals[0]
+    coins_per_contract = (perpetual.contract_size / perpetual.mark if perpetual.is_inverse
+                          else perpetual.contract_size)
+    return perpetual, -unit_delta / coins_per_contract

@@ -134,7 +134,8 @@ class ReferenceCommands(Handlers):
             raise InvalidInputError(f"mark_iv: {cmd.symbol} is not an option")
         instrument.require_not_before(cmd.at)
         instrument.set_mark_price(cmd.at, cmd.price)
-        if cmd.mark_iv is not None:
+        if cmd.mark_iv is not None:  # `record` feeds one new event at a time
+            self.refs.record(instrument, "instrument", cmd.symbol)
             instrument.set_mark_iv(cmd.at, cmd.mark_iv)
         self.refs.record(instrument, "instrument", cmd.symbol)
         return APPLIED
