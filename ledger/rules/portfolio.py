@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 
 from ledger.numbers import ZERO
 from ledger.rules.options import Greeks, OptionType, black76
@@ -477,13 +478,41 @@ def option_grid_loss(
     Example: short 1 call K 60,000, F = I = 60,000, σ 0.5, 0.25 y, r 0, s = +12 %, v = +30 %:
     loss = C(67,200, 0.65) − C(60,000, 0.5) (docs/options.md, tests/unit/rules).
     """
+    shocks = tuple(price_shocks)
+    grids = [(o.units * o.usd, _unit_pnl_grid(o.option_type, o.strike, o.years, o.forward,
+                                              o.vol, terms.rate, shocks, terms.vol_shocks))
+             for o in options]
     worst = ZERO
-    for shock in price_shocks:
+    if len(grids) == 1:  # one option: the worst vol point of each price shock is an extreme
+        size, (_, lowest, highest) = grids[0]
+        for shock, low, high in zip(shocks, lowest, highest, strict=True):
+            loss = -(linear * index * shock + size * (low if size > ZERO else high))
+            if loss > worst:
+                worst = loss
+        return worst
+    for row, shock in enumerate(shocks):
         moved = linear * index * shock
-        for vol_shock in terms.vol_shocks:
-            pnl = moved + sum((o.pnl(shock, vol_shock, terms.rate) for o in options), ZERO)
-            worst = max(worst, -pnl)
+        for column in range(len(terms.vol_shocks)):
+            pnl = moved
+            for size, (grid, _, _) in grids:
+                pnl += size * grid[row][column]
+            if -pnl > worst:
+                worst = -pnl
     return worst
+
+
+@lru_cache(maxsize=16384)
+def _unit_pnl_grid(
+    option_type: OptionType, strike: Decimal, years: Decimal, forward: Decimal, vol: Decimal,
+    rate: Decimal, shocks: tuple[Decimal, ...], vol_shocks: tuple[Decimal, ...],
+) -> tuple[tuple[tuple[Decimal, ...], ...], tuple[Decimal, ...], tuple[Decimal, ...]]:
+    """Per unit of the base: the rows V(F·(1+s), σ·(1+v)) − V(F, σ) for each s over every v,
+    and each row's minimum and maximum. Cached: every account holding the same option at the
+    same market shares it (issue 15, speed)."""
+    base = black76(option_type, forward, strike, years, vol, rate).price
+    rows = tuple(tuple(black76(option_type, forward * (1 + s), strike, years, vol * (1 + v),
+                               rate).price - base for v in vol_shocks) for s in shocks)
+    return rows, tuple(min(row) for row in rows), tuple(max(row) for row in rows)
 
 
 def vega_shock(years: Decimal, terms: RiskUnitTerms) -> Decimal:
