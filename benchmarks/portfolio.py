@@ -2,8 +2,8 @@
 
 Five underlyings, each with a USDT linear perpetual, a USDC-settled call option (issue 15: a
 quarter of the positions are options, re-priced by Black-76 over the price × vol grid), a linear
-future and an inverse perpetual (4 × 5 = 20 positions per account), plus coin balances (spot in use, automatic or
-fixed) and a USDT balance that is negative for some accounts (borrowing). Every account is
+future and an inverse perpetual (4 × 5 = 20 positions per account), plus coin balances (spot in
+use, automatic or fixed) and a USDT balance that is negative for some accounts (borrowing). Every account is
 evaluated with the same pure rules the ledger uses for `state` (`rules.margin.evaluate`), so
 the figure measures the real path, not a copy of it.
 """
@@ -50,8 +50,8 @@ def market() -> rules.Market:
                 symbol=symbol, kind=kind, base=coin, settle=settle, contract_size=contract,
                 risk_tiers=TIERS, taker_fee_rate=Decimal("0.0005"),
                 expiry=expiry if kind in (Kind.LINEAR_FUTURE, Kind.OPTION) else None,
-                **({"option_type": "call", "strike": price * Decimal("1.1")}
-                   if kind is Kind.OPTION else {}))
+                option_type="call" if kind is Kind.OPTION else None,
+                strike=price * Decimal("1.1") if kind is Kind.OPTION else None)
             marks[symbol] = (price / 20 if kind is Kind.OPTION
                              else price * (1 + Decimal(len(symbol) % 5) / 10000))
     assets = {coin: AssetTerms(coin, collateral_tiers=(CollateralTier(Decimal(1000000),
