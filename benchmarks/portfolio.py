@@ -1,11 +1,11 @@
 """Bench case: margin for 10,000 portfolio accounts with 20 positions each (issue 7).
 
 Five underlyings, each with a USDT linear perpetual, a USDC-settled call option (issue 15: a
-quarter of the positions are options, re-priced by Black-76 over the price × vol grid), a linear
-future and an inverse perpetual (4 × 5 = 20 positions per account), plus coin balances (spot in
-use, automatic or fixed) and a USDT balance that is negative for some accounts (borrowing).
-Every account is evaluated with the same pure rules the ledger uses for `state` (`rules.margin.evaluate`), so
-the figure measures the real path, not a copy of it.
+quarter of the positions are options, re-priced by Black-76 over the price × vol grid), a
+linear future and an inverse perpetual (4 × 5 = 20 positions per account), plus coin balances
+(spot in use, automatic or fixed) and a USDT balance that is negative for some accounts
+(borrowing). Every account is evaluated with the same pure rules the ledger uses for `state`
+(`rules.margin.evaluate`), so the figure measures the real path, not a copy of it.
 """
 
 from __future__ import annotations
