@@ -456,6 +456,13 @@ class RateBandIn(Part):
     rate: Fraction
 
 
+class VegaRateIn(Part):
+    """MR3: tenors up to `years` shock the volatility by `shock` (relative; issue 15)."""
+
+    years: PositiveLimit
+    shock: Fraction
+
+
 class RiskUnitCmd(Command):
     TYPE = "risk_unit"
     asset: Name
@@ -468,6 +475,13 @@ class RiskUnitCmd(Command):
     min_charge_rate: Fraction | None = None
     min_charge_tiers: Annotated[list[MultiplierTierIn], Field(max_length=MAX_ITEMS)] | None = None
     depeg_bands: Annotated[list[RateBandIn], Field(max_length=MAX_ITEMS)] | None = None
+    # options (issue 15, docs/options.md)
+    vol_shocks: Annotated[list[Shock], Field(min_length=1, max_length=MAX_ITEMS)] | None = None
+    rate: Fraction | None = None
+    theta_days: Factor | None = None
+    vega_rates: Annotated[list[VegaRateIn], Field(min_length=1, max_length=MAX_ITEMS)] | None = None
+    rate_shock: Fraction | None = None
+    short_option_rate: Fraction | None = None
 
     @model_validator(mode="after")
     def _check(self) -> RiskUnitCmd:
@@ -479,6 +493,8 @@ class RiskUnitCmd(Command):
             _check_bounds([t.up_to for t in self.min_charge_tiers], "min charge tier")
         if self.depeg_bands is not None:
             _check_bounds([b.up_to for b in self.depeg_bands], "depeg band")
+        if self.vega_rates is not None:
+            _check_bounds([v.years for v in self.vega_rates], "vega rate years")
         return self
 
 

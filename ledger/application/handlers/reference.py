@@ -177,6 +177,14 @@ class ReferenceCommands(Handlers):
                               if cmd.min_charge_tiers else defaults.min_charge_tiers),
             depeg_bands=(tuple(RateBand(b.up_to, b.rate) for b in cmd.depeg_bands)
                          if cmd.depeg_bands else defaults.depeg_bands),
+            # options (issue 15, docs/options.md)
+            vol_shocks=tuple(cmd.vol_shocks) if cmd.vol_shocks else defaults.vol_shocks,
+            rate=_or(cmd.rate, defaults.rate),
+            theta_days=_or(cmd.theta_days, defaults.theta_days),
+            vega_rates=(tuple((v.years, v.shock) for v in cmd.vega_rates) if cmd.vega_rates
+                        else defaults.vega_rates),
+            rate_shock=_or(cmd.rate_shock, defaults.rate_shock),
+            short_option_rate=_or(cmd.short_option_rate, defaults.short_option_rate),
         )
         asset = self.refs.asset(cmd.asset)
         assert asset is not None
