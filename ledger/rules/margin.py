@@ -36,6 +36,7 @@ from ledger.rules.maintenance import (
 from ledger.rules.options import (
     OptionMarginTerms,
     OptionType,
+    black76,
     implied_vol,
     margin_factor,
     short_option_imr,
@@ -115,6 +116,10 @@ class Market:
     risk_units: Mapping[str, RiskUnitTerms] = field(default_factory=dict)
     portfolio: PortfolioTerms = PortfolioTerms()
     ivs: Mapping[str, Decimal] = field(default_factory=dict)  # options' mark IV (issue 15)
+    # Per-unit option models of this market, by (symbol, mark): every account holding the same
+    # option shares one (issue 15, speed). Not a parameter: `replace` starts a new one.
+    option_models: dict[tuple[str, Decimal], pm.OptionHolding | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     def index(self, asset: str) -> Decimal | None:
         """Return the asset's USD index; USDT and USDC are 1 until one is sent."""
@@ -270,6 +275,20 @@ def option_holding(state: PositionState, terms: InstrumentTerms, market: Market,
     """Return the option as its unit sees it (docs/options.md): the forward is the base's index
     in the option's price unit (settle asset; USD for coin-margined), the volatility the mark
     IV, else the one implied by the mark; None without an index, or past expiry."""
+    key = (terms.symbol, mark)
+    if key not in market.option_models:
+        market.option_models[key] = _option_model(terms, market, mark)
+    model = market.option_models[key]
+    if model is None:
+        return None
+    return pm.OptionHolding(model.option_type, model.strike, model.expiry, model.years,
+                            state.qty * terms.contract_size, model.forward, model.vol,
+                            model.usd, model.index, model.rate, model.at_rate)
+
+
+def _option_model(terms: InstrumentTerms, market: Market, mark: Decimal
+                  ) -> pm.OptionHolding | None:
+    """Return the option's per-unit holding (units 1) in this market, greeks included."""
     assert terms.expiry is not None and terms.strike is not None and terms.option_type
     base, settle = market.index(terms.base), market.index(terms.settle)
     years = year_fraction(market.at, terms.expiry)
@@ -283,9 +302,9 @@ def option_holding(state: PositionState, terms: InstrumentTerms, market: Market,
                                                       years, price, rate)
     if vol is None:
         return None
-    return pm.OptionHolding(option_type, terms.strike, terms.expiry, years,
-                            state.qty * terms.contract_size, forward, vol,
-                            ONE if terms.coin_margined else settle, base)
+    return pm.OptionHolding(option_type, terms.strike, terms.expiry, years, ONE, forward, vol,
+                            ONE if terms.coin_margined else settle, base, rate,
+                            black76(option_type, forward, terms.strike, years, vol, rate))
 
 
 def _option_position(

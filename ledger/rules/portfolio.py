@@ -156,8 +156,12 @@ class OptionHolding:
     vol: Decimal
     usd: Decimal
     index: Decimal  # the base's USD index (MR8)
+    rate: Decimal | None = None  # the rate `at_rate` was priced at
+    at_rate: Greeks | None = None
 
     def greeks(self, rate: Decimal) -> Greeks:
+        if self.at_rate is not None and rate == self.rate:
+            return self.at_rate
         return black76(self.option_type, self.forward, self.strike, self.years, self.vol, rate)
 
     def pnl(self, shock: Decimal, vol_shock: Decimal, rate: Decimal) -> Decimal:

@@ -138,3 +138,42 @@ def test_ddh2_scenario_matches_the_float_recomputation() -> None:
 
 if __name__ == "__main__":
     print(json.dumps(expected(), indent=1))
+
+
+def test_long_option_unit_charges_match_the_float_recomputation() -> None:
+    """A long call pays time decay (MR2 > 0) and no short-option minimum (MR8 = 0); a long
+    put and a short call in one expiry net their vega in MR3 (docs/options.md)."""
+    from datetime import UTC, datetime
+
+    from ledger import numbers
+    from ledger.rules.options import OptionType
+    from ledger.rules.portfolio import OptionHolding, option_charges, option_grid_loss
+    from ledger.rules.terms import RiskUnitTerms
+
+    numbers.install()
+    expiry = datetime(2025, 4, 1, tzinfo=UTC)
+    years = Decimal(90) / 365
+
+    def holding(kind: OptionType, strike: int, units: int) -> OptionHolding:
+        return OptionHolding(kind, Decimal(strike), expiry, years, Decimal(units),
+                             Decimal(60000), Decimal("0.6"), Decimal(1), Decimal(60000))
+
+    terms = RiskUnitTerms("BTC")
+    book = [holding(OptionType.CALL, 66000, 2)]
+    mr2, mr3, mr5, mr8 = option_charges(book, terms)
+    reference = unit([("call", 66000, 2.0, 0.6)], 0.0, 60000, 0.0, 60000, YEARS)
+    theta = b76("call", 60000, 66000, YEARS, 0.6)["theta"]
+    assert mr2 > 0 and abs(float(mr2) - (-2 * theta / 365)) < 1e-9
+    assert abs(float(mr2) - reference["mr2"]) < 1e-9
+    assert abs(float(mr3) - reference["mr3"]) < 1e-7 and abs(float(mr5) - reference["mr5"]) < 1e-9
+    assert mr8 == 0
+    loss = option_grid_loss(Decimal(0), Decimal(60000), book, terms.price_shocks, terms)
+    assert abs(float(loss) - reference["mr1"]) < 1e-7
+    spread = [holding(OptionType.PUT, 54000, 1), holding(OptionType.CALL, 66000, -1)]
+    _, mr3_spread, _, mr8_spread = option_charges(spread, terms)
+    reference = unit([("put", 54000, 1.0, 0.6), ("call", 66000, -1.0, 0.6)], 0.0, 60000, 0.0,
+                     60000, YEARS)
+    assert abs(float(mr3_spread) - reference["mr3"]) < 1e-7
+    assert mr8_spread == Decimal("0.003") * 60000
+    loss = option_grid_loss(Decimal(0), Decimal(60000), spread, terms.price_shocks, terms)
+    assert abs(float(loss) - reference["mr1"]) < 1e-7
