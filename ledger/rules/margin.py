@@ -516,9 +516,10 @@ def _portfolio_totals(core: _Core, account: AccountSnapshot, market: Market) -> 
         terms, qty = position.terms, position.state.qty
         if terms.is_option:  # issue 15: re-priced in the unit's grid
             unit = aggregates.setdefault(terms.base, pm.UnitAggregate())
-            if position.option is not None:
-                rate = (market.risk_units.get(terms.base) or RiskUnitTerms(terms.base)).rate
-                unit.add_option(position.option, rate, terms.settle)
+            option = position.option
+            if option is not None:
+                assert option.rate is not None  # priced at the unit's rate (`_option_model`)
+                unit.add_option(option, option.rate, terms.settle)
             continue
         inverse = terms.is_inverse
         settle_index = ONE if inverse else (market.index(terms.settle) or ZERO)
