@@ -143,7 +143,8 @@ class ReferenceCommands(Handlers):
     def funding_rate(self, cmd: c.FundingRateCmd) -> str:
         terms = self.refs.require_instrument(cmd.symbol)
         if not terms.has_funding:
-            raise InvalidInputError(f"{cmd.symbol} is a future: it has no funding rate")
+            raise InvalidInputError(f"{cmd.symbol} is a {terms.kind.value.replace('_', ' ')}: "
+                                    "it has no funding rate")
         instrument = self.refs.existing_instrument(cmd.symbol)
         instrument.require_not_before(cmd.at)
         instrument.set_funding_rate(cmd.at, cmd.rate)

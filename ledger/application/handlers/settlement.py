@@ -125,7 +125,8 @@ class SettlementCommands(Handlers):
             price = (self._option_delivery_price(terms) if terms.is_option
                      else history.marks.at(terms.expiry))
             if price is None:
-                raise NoPriceError(f"{symbol} has no mark at or before its expiry "
+                raise NoPriceError(f"{symbol} has no {'index' if terms.is_option else 'mark'} "
+                                   f"price at or before its expiry "
                                    f"{format_at(terms.expiry)}")
             due.append((terms, price))
         for terms, price in due:
