@@ -467,6 +467,9 @@ class Account(Aggregate):
                              signed, price, terms.contract_size, False)
         premium = -signed * terms.contract_size * price
         postings = rounded_change(self.name, SYSTEM_CLEARING, terms.settle, premium, precision)
+        if terms.symbol not in self.leverage:  # an option's leverage is its tiers' (1)
+            self._record(Account.LeverageChanged, at=at, symbol=terms.symbol,
+                         leverage=self.leverage_for(terms))
         self._record(
             Account.Filled, at=at, command_id=command_id, symbol=terms.symbol,
             margin_type=CROSS, side=side, qty=qty, price=price, liquidity=liquidity,
