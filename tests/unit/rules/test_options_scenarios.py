@@ -177,3 +177,53 @@ def test_long_option_unit_charges_match_the_float_recomputation() -> None:
     assert mr8_spread == Decimal("0.003") * 60000
     loss = option_grid_loss(Decimal(0), Decimal(60000), spread, terms.price_shocks, terms)
     assert abs(float(loss) - reference["mr1"]) < 1e-7
+
+
+def test_ddh2_without_a_perpetual_buys_back_options_for_their_premium() -> None:
+    """An options book with no perpetual to hedge with: ddh2 falls back to closing the
+    positions whose delta has the unit's sign (the short put is bought back at its mark, the
+    taker fee on its premium)."""
+    from datetime import UTC, datetime
+
+    from ledger import numbers
+    from ledger.rules import margin as rules
+    from ledger.rules.liquidation_plan import liquidation_plan
+    from ledger.rules.terms import (
+        AssetTerms,
+        InstrumentTerms,
+        Kind,
+        Mode,
+        RiskTier,
+        RiskUnitTerms,
+    )
+
+    numbers.install()
+    symbol = "BTC-USDT-250401-54000-P"
+    put = InstrumentTerms(symbol=symbol, kind=Kind.OPTION, base="BTC", settle="USDT",
+                          contract_size=Decimal("0.01"),
+                          risk_tiers=(RiskTier(None, Decimal(0), Decimal(1)),),
+                          taker_fee_rate=Decimal("0.0003"),
+                          expiry=datetime(2025, 4, 1, tzinfo=UTC), option_type="put",
+                          strike=Decimal(54000))
+    market = rules.Market(
+        at=datetime(2025, 1, 2, tzinfo=UTC), assets={"USDT": AssetTerms("USDT")},
+        indexes={"BTC": Decimal(45000), "USDT": Decimal(1)}, instruments={symbol: put},
+        marks={symbol: Decimal(11000)}, risk_units={"BTC": RiskUnitTerms("BTC")},
+        ivs={symbol: Decimal("0.6")})
+    book = rules.AccountSnapshot(
+        mode=Mode.PORTFOLIO, balances={"USDT": Decimal(15500)},
+        positions=[rules.PositionState(symbol, "cross", Decimal(-100), Decimal(3500))])
+    figures = rules.margin_figures(book, market)
+    assert figures.effective_equity_usd == Decimal(4500)  # 15,500 − 100 × 0.01 × 11,000
+    assert figures.margin_level is not None and figures.margin_level < 1
+    plan = liquidation_plan(book, market)
+    first = plan.legs[0]
+    assert (first.stage, first.symbol, first.side, first.price) == (
+        "ddh2", symbol, "buy", Decimal(11000))
+    # The put alone makes the unit's delta (+0.6798… BTC): its |x| equals |X|, so it closes
+    # whole (10.10: a position whole while its |x| ≤ what remains): 100 contracts, fee
+    # 100 × 0.01 × 11,000 × 0.03 % = 3.3; nothing is left to require.
+    assert first.qty == Decimal(100) and first.fee == Decimal("3.3")
+    assert first.margin_level_after is None and plan.target_reached and plan.steps == 1
+    delta = b76("put", 45000, 54000, YEARS_DAY2, 0.6)["delta"]
+    assert abs(float(figures.risk_units["BTC"].delta) + delta) < 1e-12
