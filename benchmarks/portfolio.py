@@ -1,10 +1,11 @@
 """Bench case: margin for 10,000 portfolio accounts with 20 positions each (issue 7).
 
-Five underlyings, each with a USDT and a USDC linear perpetual, a linear future and an inverse
-perpetual (4 × 5 = 20 positions per account), plus coin balances (spot in use, automatic or
-fixed) and a USDT balance that is negative for some accounts (borrowing). Every account is
-evaluated with the same pure rules the ledger uses for `state` (`rules.margin.evaluate`), so
-the figure measures the real path, not a copy of it.
+Five underlyings, each with a USDT linear perpetual, a USDC-settled call option (issue 15: a
+quarter of the positions are options, re-priced by Black-76 over the price × vol grid), a
+linear future and an inverse perpetual (4 × 5 = 20 positions per account), plus coin balances
+(spot in use, automatic or fixed) and a USDT balance that is negative for some accounts
+(borrowing). Every account is evaluated with the same pure rules the ledger uses for `state`
+(`rules.margin.evaluate`), so the figure measures the real path, not a copy of it.
 """
 
 from __future__ import annotations
@@ -41,15 +42,18 @@ def market() -> rules.Market:
         size = Decimal("0.001") if coin == "BTC" else Decimal(1)
         for symbol, kind, settle, contract in (
             (f"{coin}USDT", Kind.LINEAR_PERPETUAL, "USDT", size),
-            (f"{coin}USDC", Kind.LINEAR_PERPETUAL, "USDC", size),
+            (f"{coin}USDC", Kind.OPTION, "USDC", size),
             (f"{coin}USDT-FUT", Kind.LINEAR_FUTURE, "USDT", size),
             (f"{coin}USD", Kind.INVERSE_PERPETUAL, coin, Decimal(10)),
         ):
             instruments[symbol] = InstrumentTerms(
                 symbol=symbol, kind=kind, base=coin, settle=settle, contract_size=contract,
                 risk_tiers=TIERS, taker_fee_rate=Decimal("0.0005"),
-                expiry=expiry if kind is Kind.LINEAR_FUTURE else None)
-            marks[symbol] = price * (1 + Decimal(len(symbol) % 5) / 10000)
+                expiry=expiry if kind in (Kind.LINEAR_FUTURE, Kind.OPTION) else None,
+                option_type="call" if kind is Kind.OPTION else None,
+                strike=price * Decimal("1.1") if kind is Kind.OPTION else None)
+            marks[symbol] = (price / 20 if kind is Kind.OPTION
+                             else price * (1 + Decimal(len(symbol) % 5) / 10000))
     assets = {coin: AssetTerms(coin, collateral_tiers=(CollateralTier(Decimal(1000000),
                                                                       Decimal("0.9")),
                                                        CollateralTier(None, Decimal(0))))
@@ -58,8 +62,10 @@ def market() -> rules.Market:
     assets["USDC"] = AssetTerms("USDC")
     indexes = dict(UNDERLYINGS)
     indexes["USDT"] = Decimal("0.9995")
+    ivs = {f"{coin}USDC": Decimal("0.6") for coin in UNDERLYINGS}
     return rules.Market(at=AT, assets=assets, indexes=indexes, instruments=instruments,
-                        marks=marks, risk_units={c: RiskUnitTerms(c) for c in UNDERLYINGS})
+                        marks=marks, risk_units={c: RiskUnitTerms(c) for c in UNDERLYINGS},
+                        ivs=ivs)
 
 
 def accounts(count: int, seed: int = 11) -> list[rules.AccountSnapshot]:

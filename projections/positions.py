@@ -40,6 +40,10 @@ class Positions(ReadModel):
     def _position(self, event: Any, tracking: Tracking) -> None:
         self._moved(event, (event.margin_type,))
 
+    @process_event.register(Account.OptionSettled)
+    def _option_settled(self, event: Any, tracking: Tracking) -> None:
+        self._moved(event, (CROSS,))  # an option is cross only (issue 15)
+
     @process_event.register(Account.PositionMarginChanged)
     @process_event.register(Account.AutoAddMarginSet)
     def _isolated(self, event: Any, tracking: Tracking) -> None:

@@ -398,4 +398,6 @@ def _instrument_series(history: InstrumentHistory, event: Any) -> Series[Any] | 
         return history.terms
     if isinstance(event, Instrument.MarkPriceSet):
         return history.marks
+    if isinstance(event, Instrument.MarkIvSet):
+        return history.ivs  # options' mark IV (issue 15)
     return None  # rates, funding periods and deliveries do not enter the figures

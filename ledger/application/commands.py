@@ -370,14 +370,21 @@ class RiskTierIn(Part):
         return self
 
 
+class FactorTierIn(Part):
+    """An option margin-factor tier: short contracts up to `up_to` → `factor` (issue 15)."""
+
+    up_to: PositiveLimit | None
+    factor: Factor
+
+
 class InstrumentCmd(Command):
     TYPE = "instrument"
     symbol: Name
-    kind: Literal["linear_perpetual", "inverse_perpetual", "linear_future"]
+    kind: Literal["linear_perpetual", "inverse_perpetual", "linear_future", "option"]
     base: Name
     settle: Name
     contract_size: ContractSize
-    risk_tiers: Annotated[list[RiskTierIn], Field(max_length=MAX_ITEMS)]
+    risk_tiers: Annotated[list[RiskTierIn], Field(max_length=MAX_ITEMS)] | None = None
     mm_basis: Literal["mark", "entry"] = "mark"
     taker_fee_rate: FeeRate = ZERO
     maker_fee_rate: FeeRate = ZERO
@@ -394,9 +401,24 @@ class InstrumentCmd(Command):
     im_includes_close_fee: bool = False
     ADDED_DEFAULTS = {"funding_rate_basis": "per_interval", "close_fee_basis": "entry",
                       "price_tick": None, "im_includes_close_fee": False}
+    # options (issue 15, docs/options.md): required for kind "option", refused otherwise
+    option_type: Literal["call", "put"] | None = None
+    strike: Price | None = None
+    fee_cap_rate: Fraction | None = None
+    option_a: Fraction | None = None
+    option_b: Fraction | None = None
+    option_c: Fraction | None = None
+    margin_factor_tiers: Annotated[list[FactorTierIn], Field(max_length=MAX_ITEMS)] | None = None
+    ADDED_DEFAULTS = {**ADDED_DEFAULTS, **dict.fromkeys(
+        ("option_type", "strike", "fee_cap_rate", "option_a", "option_b", "option_c",
+         "margin_factor_tiers"))}
 
     @model_validator(mode="after")
     def _check(self) -> InstrumentCmd:
+        if self.kind == "option":
+            return self._check_option()
+        if any(getattr(self, name) is not None for name in OPTION_ONLY):
+            raise ValueError(f"{', '.join(OPTION_ONLY)} are for kind option only")
         if not self.risk_tiers:
             raise ValueError("risk_tiers must not be empty")
         _check_bounds([t.up_to for t in self.risk_tiers], "risk tier")
@@ -417,11 +439,32 @@ class InstrumentCmd(Command):
             raise ValueError("session settlement is for linear perpetuals")
         return self
 
+    def _check_option(self) -> InstrumentCmd:
+        if self.option_type is None:
+            raise ValueError("an option needs option_type (call or put)")
+        if self.strike is None:
+            raise ValueError("an option needs a strike > 0")
+        if self.expiry is None:
+            raise ValueError("an option needs an expiry")
+        if self.session_settlement or self.funding_interval_hours is not None:
+            raise ValueError("an option has no funding and no session settlement")
+        if self.risk_tiers:
+            _check_bounds([t.up_to for t in self.risk_tiers], "risk tier")
+        if self.margin_factor_tiers:
+            _check_bounds([t.up_to for t in self.margin_factor_tiers], "margin factor tier")
+        return self
+
+
+OPTION_ONLY = ("option_type", "strike", "fee_cap_rate", "option_a", "option_b", "option_c",
+               "margin_factor_tiers")
+
 
 class MarkPriceCmd(Command):
     TYPE = "mark_price"
     symbol: Name
     price: Price
+    mark_iv: Annotated[Decimal, bounded(ZERO, TEN, low_open=True)] | None = None  # options
+    ADDED_DEFAULTS = {"mark_iv": None}
 
 
 class IndexPriceCmd(Command):
@@ -446,6 +489,13 @@ class RateBandIn(Part):
     rate: Fraction
 
 
+class VegaRateIn(Part):
+    """MR3: tenors up to `years` shock the volatility by `shock` (relative; issue 15)."""
+
+    years: PositiveLimit
+    shock: Fraction
+
+
 class RiskUnitCmd(Command):
     TYPE = "risk_unit"
     asset: Name
@@ -458,6 +508,15 @@ class RiskUnitCmd(Command):
     min_charge_rate: Fraction | None = None
     min_charge_tiers: Annotated[list[MultiplierTierIn], Field(max_length=MAX_ITEMS)] | None = None
     depeg_bands: Annotated[list[RateBandIn], Field(max_length=MAX_ITEMS)] | None = None
+    # options (issue 15, docs/options.md)
+    vol_shocks: Annotated[list[Shock], Field(min_length=1, max_length=MAX_ITEMS)] | None = None
+    rate: Fraction | None = None
+    theta_days: Factor | None = None
+    vega_rates: Annotated[list[VegaRateIn], Field(min_length=1, max_length=MAX_ITEMS)] | None = None
+    rate_shock: Fraction | None = None
+    short_option_rate: Fraction | None = None
+    ADDED_DEFAULTS = dict.fromkeys(
+        ("vol_shocks", "rate", "theta_days", "vega_rates", "rate_shock", "short_option_rate"))
 
     @model_validator(mode="after")
     def _check(self) -> RiskUnitCmd:
@@ -469,6 +528,8 @@ class RiskUnitCmd(Command):
             _check_bounds([t.up_to for t in self.min_charge_tiers], "min charge tier")
         if self.depeg_bands is not None:
             _check_bounds([b.up_to for b in self.depeg_bands], "depeg band")
+        if self.vega_rates is not None:
+            _check_bounds([v.years for v in self.vega_rates], "vega rate years")
         return self
 
 

@@ -86,6 +86,7 @@ def render_state(
                     "mr7": to_str(f.mr7), "mr9": to_str(f.mr9), "mmr": to_str(f.mmr),
                     "imr": to_str(f.imr), "delta": to_str(f.delta),
                     "delta_usd": to_str(f.delta_usd), "spot_in_use": to_str(f.spot_in_use),
+                    "mr8": to_str(f.mr8),
                 }
                 for unit, f in sorted(margin.risk_units.items())
             },
@@ -112,6 +113,8 @@ def _position(p: rules.PositionFigures) -> dict[str, Any]:
         # issue 14 (convB)
         "liquidation_price_tick": opt_str(p.liquidation_price_tick),
         "bankruptcy_price": opt_str(p.bankruptcy_price),
+        **({"mark_value": opt_str(p.mark_value), "delta": opt_str(p.delta)}
+           if p.mark_value is not None else {}),  # options (issue 15)
     }
 
 

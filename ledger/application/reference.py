@@ -91,6 +91,7 @@ class InstrumentHistory:
     rates: Series[Decimal] = field(default_factory=Series)
     periods: dict[datetime, FundingPeriod] = field(default_factory=dict)
     delivered: Series[Decimal] = field(default_factory=Series)
+    ivs: Series[Decimal] = field(default_factory=Series)  # options' mark IV (issue 15)
 
     def observe(self, event: Any) -> None:
         if isinstance(event, (Instrument.InstrumentListed, Instrument.InstrumentConfigured)):
@@ -99,6 +100,8 @@ class InstrumentHistory:
             self.marks.append(event.at, event.price)
         elif isinstance(event, Instrument.FundingRateSet):
             self.rates.append(event.at, event.rate)
+        elif isinstance(event, Instrument.MarkIvSet):
+            self.ivs.append(event.at, event.iv)
         elif isinstance(event, Instrument.FundingPeriodSettled):
             self.periods[event.period] = FundingPeriod(
                 event.period, event.rate, event.mark_price, event.paid
@@ -228,6 +231,7 @@ class ReferenceData:
         (with every settle and base asset of the symbols)."""
         instruments: dict[str, InstrumentTerms] = {}
         marks: dict[str, Decimal] = {}
+        ivs: dict[str, Decimal] = {}
         wanted = set(assets)
         for symbol in symbols:
             terms = self.instrument_terms(symbol, at)
@@ -237,6 +241,10 @@ class ReferenceData:
             mark = self.mark_price(symbol, at)
             if mark is not None:
                 marks[symbol] = mark
+            if terms.is_option:
+                iv = self.instruments[symbol].ivs.at(at)
+                if iv is not None:
+                    ivs[symbol] = iv
             wanted.update((terms.settle, terms.base))
         asset_terms: dict[str, AssetTerms] = {}
         indexes: dict[str, Decimal] = {}
@@ -259,4 +267,5 @@ class ReferenceData:
             marks=marks,
             risk_units=risk_units,
             portfolio=self.portfolio_terms(at),
+            ivs=ivs,
         )

@@ -54,6 +54,7 @@ from ledger.rules.funding import funding_change, session_settlement_change
 from ledger.rules.liquidation import auto_top_up_amount, isolated_liquidation_price
 from ledger.rules.liquidation_plan import Plan as LiquidationPlan
 from ledger.rules.maintenance import initial_leverage, max_leverage
+from ledger.rules.options import option_fee, option_payout
 from ledger.rules.positions import (
     apply_fill,
     fill_fee,
@@ -400,9 +401,19 @@ class Account(Aggregate):
         liquidation: bool,
         precision: int,
         rounding: PaymentRounding = PaymentRounding.PAYER_PAYS_UP,
+        underlying: Decimal | None = None,
     ) -> None:
         """Record a fill: open, add, reduce, close or flip a one-way position (DESIGN §6.4),
-        with its fee and realised PnL posted in the settle asset."""
+        with its fee and realised PnL posted in the settle asset. An option's fill pays or
+        receives its premium instead, and its fee is capped (`_option_fill`, issue 15);
+        `underlying` is then the base's price in the settle asset."""
+        if terms.is_option:
+            assert underlying is not None, terms.symbol
+            self._option_fill(at=at, command_id=command_id, terms=terms, side=side, qty=qty,
+                              price=price, liquidity=liquidity, fee=fee,
+                              liquidation=liquidation, precision=precision,
+                              underlying=underlying, rounding=rounding)
+            return
         signed = qty if side == "buy" else -qty
         held = self.position(terms.symbol, margin_type)
         held_qty = held["qty"] if held else ZERO
@@ -438,6 +449,87 @@ class Account(Aggregate):
                                           rounding)
             self._record(Account.FeeCharged, at=at, command_id=command_id,
                          symbol=terms.symbol, asset=settle, amount=fee, postings=fee_postings)
+
+    # --- options (issue 15, docs/options.md) ------------------------------------------------
+
+    class PremiumExchanged(MoneyMoved):
+        """An option fill's premium: `amount` is the signed change of the account's balance
+        (a buyer pays, a writer receives) before rounding; `postings` as posted."""
+
+        command_id: str
+        symbol: str
+        asset: str
+        amount: Decimal
+
+    def _option_fill(
+        self, *, at: datetime, command_id: str, terms: InstrumentTerms, side: str,
+        qty: Decimal, price: Decimal, liquidity: str, fee: Decimal | None, liquidation: bool,
+        precision: int, underlying: Decimal,
+        rounding: PaymentRounding = PaymentRounding.PAYER_PAYS_UP,
+    ) -> None:
+        """Record an option fill: the position changes as a linear contract's would (entry =
+        average premium), the premium `qty × size × price` moves against `system:clearing`
+        (no realised PnL: the premium is the cash flow), then the fee: `fee` if given, else
+        `option_fee` (rate × underlying value, capped at fee_cap_rate × premium)."""
+        signed = qty if side == "buy" else -qty
+        held = self.position(terms.symbol, CROSS)
+        outcome = apply_fill(held["qty"] if held else ZERO, held["entry_price"] if held else ZERO,
+                             signed, price, terms.contract_size, False)
+        premium = -signed * terms.contract_size * price
+        postings = rounded_change(self.name, SYSTEM_CLEARING, terms.settle, premium, precision)
+        if terms.symbol not in self.leverage:  # an option's leverage is its tiers' (1)
+            self._record(Account.LeverageChanged, at=at, symbol=terms.symbol,
+                         leverage=self.leverage_for(terms))
+        self._record(
+            Account.Filled, at=at, command_id=command_id, symbol=terms.symbol,
+            margin_type=CROSS, side=side, qty=qty, price=price, liquidity=liquidity,
+            liquidation=liquidation, realized_pnl=ZERO, position_qty=outcome.qty,
+            entry_price=outcome.entry_price, position_margin=ZERO, postings=[],
+        )
+        self._record(Account.PremiumExchanged, at=at, command_id=command_id,
+                     symbol=terms.symbol, asset=terms.settle, amount=premium, postings=postings)
+        if fee is None:
+            rate = terms.maker_fee_rate if liquidity == "maker" else terms.taker_fee_rate
+            fee = option_fee(qty, terms.contract_size, price, underlying, rate,
+                             terms.fee_cap_rate, terms.coin_margined)
+        if fee != ZERO:
+            fee_postings = rounded_change(self.name, SYSTEM_FEES, terms.settle, -fee, precision,
+                                          rounding)
+            self._record(Account.FeeCharged, at=at, command_id=command_id,
+                         symbol=terms.symbol, asset=terms.settle, amount=fee,
+                         postings=fee_postings)
+
+    class OptionSettled(MoneyMoved):
+        """An option's cash settlement at expiry: `payout` is the signed change of the
+        account's balance (holder receives, writer pays) before rounding."""
+
+        period: datetime
+        symbol: str
+        side: str
+        qty: Decimal
+        entry_price: Decimal
+        delivery_price: Decimal
+        payout: Decimal
+
+        def evolve(self, account: Account) -> None:
+            account._apply_postings(self.postings)
+            account.positions.pop(position_key(self.symbol, CROSS), None)
+
+    def settle_option(self, *, period: datetime, terms: InstrumentTerms, price: Decimal,
+                      precision: int) -> None:
+        """Settle a held option in cash at the delivery price (the base's index at expiry):
+        `q × size × intrinsic`, in the settle asset (a coin-margined option pays the intrinsic
+        value divided by the price, in coin); the position leaves the book."""
+        held = self.position(terms.symbol, CROSS)
+        if held is None:
+            return
+        qty = held["qty"]
+        payout = qty * terms.contract_size * option_payout(terms, price)
+        postings = rounded_change(self.name, SYSTEM_CLEARING, terms.settle, payout, precision)
+        self._record(Account.OptionSettled, at=self.posting_time(period), period=period,
+                     symbol=terms.symbol, side="long" if qty > ZERO else "short",
+                     qty=abs(qty), entry_price=held["entry_price"], delivery_price=price,
+                     payout=payout, postings=postings)
 
     def _isolated_margin_after(
         self, held: Mapping[str, Any] | None, outcome: Any, terms: InstrumentTerms,

@@ -123,6 +123,11 @@ class Instrument(Reference):
     class FundingRateSet(Reference.Event):
         rate: Decimal
 
+    class MarkIvSet(Reference.Event):
+        """An option's mark implied volatility (issue 15), sent with its mark price."""
+
+        iv: Decimal
+
     class FundingPeriodSettled(Reference.Event):
         """A funding time this instrument settled (DESIGN 6.11), even when nothing was paid."""
 
@@ -156,6 +161,9 @@ class Instrument(Reference):
 
     def set_mark_price(self, at: datetime, price: Decimal) -> None:
         self.trigger_event(Instrument.MarkPriceSet, at=at, price=price)
+
+    def set_mark_iv(self, at: datetime, iv: Decimal) -> None:
+        self.trigger_event(Instrument.MarkIvSet, at=at, iv=iv)
 
     def set_funding_rate(self, at: datetime, rate: Decimal) -> None:
         self.trigger_event(Instrument.FundingRateSet, at=at, rate=rate)

@@ -110,6 +110,7 @@ def instrument_to_dict(terms: InstrumentTerms) -> dict[str, Any]:
         "auto_add_amount": terms.auto_add_amount.value,
         "expiry": terms.expiry,
         "delivery_fee_rate": terms.delivery_fee_rate,
+        **_option_to_dict(terms),
     }
     # issue 14: conventions stored only when they differ from the default (see above)
     if terms.funding_rate_basis is not FundingRateBasis.PER_INTERVAL:
@@ -149,7 +150,30 @@ def instrument_from_dict(data: dict[str, Any]) -> InstrumentTerms:
         close_fee_basis=CloseFeeBasis(data.get("close_fee_basis", "entry")),
         price_tick=data.get("price_tick"),
         im_includes_close_fee=bool(data.get("im_includes_close_fee", False)),
+        **_option_from_dict(data),
     )
+
+
+# --- options (issue 15): stored only for kind "option", so other instruments' events are as
+# before; a missing key takes the InstrumentTerms default.
+_OPTION_FIELDS = ("option_type", "strike", "fee_cap_rate", "option_a", "option_b", "option_c")
+
+
+def _option_to_dict(terms: InstrumentTerms) -> dict[str, Any]:
+    if not terms.is_option:
+        return {}
+    data: dict[str, Any] = {name: getattr(terms, name) for name in _OPTION_FIELDS}
+    data["margin_factor_tiers"] = [[up, factor] for up, factor in terms.margin_factor_tiers]
+    return data
+
+
+def _option_from_dict(data: dict[str, Any]) -> dict[str, Any]:
+    if data["kind"] != Kind.OPTION.value:
+        return {}
+    fields = {name: data[name] for name in _OPTION_FIELDS if name in data}
+    if "margin_factor_tiers" in data:
+        fields["margin_factor_tiers"] = tuple((up, f) for up, f in data["margin_factor_tiers"])
+    return fields
 
 
 def _expiry(value: Any) -> datetime | None:
@@ -159,7 +183,7 @@ def _expiry(value: Any) -> datetime | None:
 
 
 def risk_unit_to_dict(terms: RiskUnitTerms) -> dict[str, Any]:
-    return {
+    data = {
         "asset": terms.asset,
         "price_shocks": list(terms.price_shocks),
         "extreme_shocks": list(terms.extreme_shocks),
@@ -171,6 +195,22 @@ def risk_unit_to_dict(terms: RiskUnitTerms) -> dict[str, Any]:
         "min_charge_tiers": [[t.up_to, t.multiplier] for t in terms.min_charge_tiers],
         "depeg_bands": [[b.up_to, b.rate] for b in terms.depeg_bands],
     }
+    options = {  # issue 15, docs/options.md
+        "vol_shocks": list(terms.vol_shocks), "rate": terms.rate,
+        "theta_days": terms.theta_days, "vega_rates": [list(p) for p in terms.vega_rates],
+        "rate_shock": terms.rate_shock, "short_option_rate": terms.short_option_rate,
+    }
+    if _risk_unit_options(options) != _risk_unit_options(_DEFAULT_OPTIONS):
+        data["options"] = options  # stored only when set: other units' events stay as they were
+    return data
+
+
+_DEFAULT_OPTIONS: dict[str, Any] = {
+    "vol_shocks": RiskUnitTerms("").vol_shocks, "rate": RiskUnitTerms("").rate,
+    "theta_days": RiskUnitTerms("").theta_days, "vega_rates": RiskUnitTerms("").vega_rates,
+    "rate_shock": RiskUnitTerms("").rate_shock,
+    "short_option_rate": RiskUnitTerms("").short_option_rate,
+}
 
 
 def risk_unit_from_dict(data: dict[str, Any]) -> RiskUnitTerms:
@@ -185,7 +225,20 @@ def risk_unit_from_dict(data: dict[str, Any]) -> RiskUnitTerms:
         min_charge_rate=data["min_charge_rate"],
         min_charge_tiers=tuple(MultiplierTier(up, m) for up, m in data["min_charge_tiers"]),
         depeg_bands=tuple(RateBand(up, r) for up, r in data["depeg_bands"]),
+        **_risk_unit_options(data.get("options")),
     )
+
+
+def _risk_unit_options(data: dict[str, Any] | None) -> dict[str, Any]:
+    """The options part of a risk unit (issue 15); units stored before it take the defaults."""
+    if not data:
+        return {}
+    return {
+        "vol_shocks": tuple(data["vol_shocks"]), "rate": data["rate"],
+        "theta_days": data["theta_days"],
+        "vega_rates": tuple((years, shock) for years, shock in data["vega_rates"]),
+        "rate_shock": data["rate_shock"], "short_option_rate": data["short_option_rate"],
+    }
 
 
 def portfolio_to_dict(terms: PortfolioTerms) -> dict[str, Any]:

@@ -45,6 +45,18 @@ class Plan:
     target_reached: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Hedge:
+    """A ddh2 leg that trades a perpetual by `signed` contracts to hedge an options book's
+    delta (issue 15): it may open or add to a position, unlike a close."""
+
+    item: pm.UnitItem
+    signed: Decimal
+
+
+Close = tuple[pm.UnitItem, Decimal] | Hedge
+
+
 class _Book:
     """The account being simulated: positions and wallets change leg by leg."""
 
@@ -63,6 +75,27 @@ class _Book:
         figures = evaluate(self.account, self.market, limits=False).margin.risk_units
         return unit_items(positions, self.market), dict(figures)
 
+    def trade(self, symbol: str, signed: Decimal) -> tuple[str, Decimal, Decimal, Decimal]:
+        """Trade `signed` contracts of a perpetual at its mark, opening, adding to, reducing or
+        flipping the position (ddh2's perpetual hedge of an options book, issue 15)."""
+        terms = self.market.instruments[symbol]
+        held = next((p for p in self.account.positions if p.symbol == symbol), None)
+        held_qty, entry = (held.qty, held.entry_price) if held else (ZERO, ZERO)
+        mark = self.market.mark(symbol, entry if held else ZERO)
+        outcome = apply_fill(held_qty, entry, signed, mark, terms.contract_size,
+                             terms.is_inverse)
+        fee = fill_fee(abs(signed), terms.contract_size, mark, terms.taker_fee_rate,
+                       terms.is_inverse)
+        balances = dict(self.account.balances)
+        balances[terms.settle] = balances.get(terms.settle, ZERO) + outcome.realized_pnl - fee
+        positions = [p for p in self.account.positions if p.symbol != symbol]
+        if outcome.qty != ZERO:
+            positions.append(replace(held, qty=outcome.qty, entry_price=outcome.entry_price)
+                             if held else PositionState(symbol, "cross", outcome.qty,
+                                                        outcome.entry_price))
+        self.account = replace(self.account, balances=balances, positions=positions)
+        return ("buy" if signed > ZERO else "sell"), abs(signed), mark, fee
+
     def close(self, symbol: str, qty: Decimal) -> tuple[str, Decimal, Decimal, Decimal]:
         """Close `qty` contracts of `symbol` at its mark; return (side, qty, mark, fee).
 
@@ -76,8 +109,11 @@ class _Book:
         outcome = apply_fill(position.qty, position.entry_price, signed, mark,
                              terms.contract_size, terms.is_inverse)
         fee = fill_fee(qty, terms.contract_size, mark, terms.taker_fee_rate, terms.is_inverse)
+        # An option closes for its premium at the mark (issue 15): the mark value it carried
+        # becomes cash; the fee is the taker rate on the premium (no cap needed: it is below).
+        cash = -signed * terms.contract_size * mark if terms.is_option else outcome.realized_pnl
         balances = dict(self.account.balances)
-        balances[terms.settle] = balances.get(terms.settle, ZERO) + outcome.realized_pnl - fee
+        balances[terms.settle] = balances.get(terms.settle, ZERO) + cash - fee
         positions: list[PositionState] = []
         for held in self.account.positions:
             if held.symbol != symbol:
@@ -101,16 +137,21 @@ def liquidation_plan(account: AccountSnapshot, market: Market) -> Plan:
         level, requirement = book.level()
         return requirement <= ZERO or (level is not None and level >= target)
 
-    def run_step(stage: str, underlying: str, closes: Sequence[tuple[pm.UnitItem, Decimal]]
-                 ) -> bool:
+    def run_step(stage: str, underlying: str, closes: Sequence[Close]) -> bool:
         nonlocal step
-        closes = [(item, qty) for item, qty in closes if qty > ZERO]
-        if not closes:
+        hedges = [leg for leg in closes if isinstance(leg, Hedge)]
+        plain = [leg for leg in closes if not isinstance(leg, Hedge) and leg[1] > ZERO]
+        if not plain and not hedges:
             return False
         step += 1
         pending = []
-        for item, wanted in closes:
-            side, qty, mark, fee = book.close(item.symbol, wanted)
+        for hedge in hedges:  # ddh2's perpetual hedge of an options book (issue 15)
+            side, qty, mark, fee = book.trade(hedge.item.symbol, hedge.signed)
+            pending.append((hedge.item.symbol, side, qty, mark, fee))
+        for leg in plain:
+            assert not isinstance(leg, Hedge)
+            side, qty, mark, fee = book.close(leg[0].symbol, leg[1])
+            item = leg[0]
             pending.append((item.symbol, side, qty, mark, fee))
         level, requirement = book.level()
         after = None if requirement <= ZERO else level
@@ -159,10 +200,13 @@ def _hedge_by_currency(items: list[pm.UnitItem], _: pm.RiskUnitFigures
     return [pm.hedge_reduction(pm.margin_currency_groups(items))]
 
 
-def _delta(items: list[pm.UnitItem], figures: pm.RiskUnitFigures
-           ) -> list[list[tuple[pm.UnitItem, Decimal]]]:
+def _delta(items: list[pm.UnitItem], figures: pm.RiskUnitFigures) -> list[list[Close]]:
     if figures.delta == ZERO:
         return []
+    if any(item.is_option for item in items):  # an options book: hedge with a perpetual
+        hedge = pm.perpetual_hedge(items, figures.delta)
+        if hedge is not None:
+            return [[Hedge(*hedge)]]
     return [[leg] for leg in pm.delta_reduction(items, figures.delta)]
 
 
@@ -178,7 +222,7 @@ def _none(items: list[pm.UnitItem], _: pm.RiskUnitFigures
 
 _STAGES: tuple[tuple[str, Callable[[pm.RiskUnitFigures], Decimal],
                      Callable[[list[pm.UnitItem], pm.RiskUnitFigures],
-                              list[list[tuple[pm.UnitItem, Decimal]]]]], ...] = (
+                              Sequence[Sequence[Close]]]], ...] = (
     ("ddh1", lambda f: f.mr9, _hedge_by_currency),
     ("ddh2", lambda f: max(f.mr1, f.mr6) if f.delta != ZERO else ZERO, _delta),
     ("basis", lambda f: f.mr4, _hedge_by_tenor),

@@ -39,6 +39,15 @@ from ledger.rules.maintenance import (
     maintenance_margin,
     maintenance_margin_with_orders,
 )
+from ledger.rules.options import (
+    OptionMarginTerms,
+    OptionType,
+    black76,
+    implied_vol,
+    margin_factor,
+    short_option_imr,
+    short_option_mmr,
+)
 from ledger.rules.positions import notional, unrealized_pnl
 from ledger.rules.ratios import available, is_past_liquidation, margin_level, margin_ratio
 from ledger.rules.solve import last_nonpositive
@@ -53,6 +62,7 @@ from ledger.rules.terms import (
     RiskUnitTerms,
 )
 from ledger.rules.valuation import ask_price, available_in_asset, bid_price, valuation_price
+from ledger.times import year_fraction
 
 CROSS = "cross"
 ISOLATED = "isolated"
@@ -113,6 +123,11 @@ class Market:
     marks: Mapping[str, Decimal]
     risk_units: Mapping[str, RiskUnitTerms] = field(default_factory=dict)
     portfolio: PortfolioTerms = PortfolioTerms()
+    ivs: Mapping[str, Decimal] = field(default_factory=dict)  # options' mark IV (issue 15)
+    # Per-unit option models of this market, by (symbol, mark): every account holding the same
+    # option shares one (issue 15, speed). Not a parameter: `replace` starts a new one.
+    option_models: dict[tuple[str, Decimal], pm.OptionHolding | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     def index(self, asset: str) -> Decimal | None:
         """Return the asset's USD index; USDT and USDC are 1 until one is sent."""
@@ -154,6 +169,8 @@ class PositionFigures:
     # issue 14 (convB)
     liquidation_price_tick: Decimal | None = None
     bankruptcy_price: Decimal | None = None
+    mark_value: Decimal | None = None  # options: q·F·mark, settle asset (issue 15)
+    delta: Decimal | None = None  # options: q·F·Black-76 delta, coins of the base
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +218,7 @@ class _Position:
     notional: Decimal  # at mark
     mm: Decimal  # the position alone, close fee included
     im: Decimal
+    option: pm.OptionHolding | None = None  # issue 15
 
 
 @dataclass(slots=True)
@@ -233,6 +251,8 @@ def _leverage(account: AccountSnapshot, terms: InstrumentTerms) -> Decimal:
 def _position(
     state: PositionState, terms: InstrumentTerms, market: Market, portfolio: bool
 ) -> _Position:
+    if terms.is_option:
+        return _option_position(state, terms, market, portfolio)
     inverse = terms.is_inverse
     mark = market.mark(state.symbol, state.entry_price)
     upl = unrealized_pnl(state.qty, state.entry_price, mark, terms.contract_size, inverse)
@@ -272,6 +292,70 @@ def _close_fee_in_mm(state: PositionState, terms: InstrumentTerms, mark: Decimal
                             terms.is_inverse)
     return entry_close_fee(state.qty, terms.contract_size, state.entry_price, state.leverage,
                            terms.taker_fee_rate, terms.is_inverse)
+
+
+def option_holding(state: PositionState, terms: InstrumentTerms, market: Market, mark: Decimal
+                   ) -> pm.OptionHolding | None:
+    """Return the option as its unit sees it (docs/options.md): the forward is the base's index
+    in the option's price unit (settle asset; USD for coin-margined), the volatility the mark
+    IV, else the one implied by the mark; None without an index, or past expiry."""
+    key = (terms.symbol, mark)
+    if key not in market.option_models:
+        market.option_models[key] = _option_model(terms, market, mark)
+    model = market.option_models[key]
+    if model is None:
+        return None
+    return pm.OptionHolding(model.option_type, model.strike, model.expiry, model.years,
+                            state.qty * terms.contract_size, model.forward, model.vol,
+                            model.usd, model.index, model.rate, model.at_rate)
+
+
+def _option_model(terms: InstrumentTerms, market: Market, mark: Decimal
+                  ) -> pm.OptionHolding | None:
+    """Return the option's per-unit holding (units 1) in this market, greeks included."""
+    assert terms.expiry is not None and terms.strike is not None and terms.option_type
+    base, settle = market.index(terms.base), market.index(terms.settle)
+    years = year_fraction(market.at, terms.expiry)
+    if base is None or settle is None or years <= ZERO:
+        return None
+    option_type = OptionType(terms.option_type)
+    forward = base if terms.coin_margined else base / settle
+    price = mark * base if terms.coin_margined else mark  # in the forward's unit
+    rate = (market.risk_units.get(terms.base) or RiskUnitTerms(terms.base)).rate
+    vol = market.ivs.get(terms.symbol) or implied_vol(option_type, forward, terms.strike,
+                                                      years, price, rate)
+    if vol is None:
+        return None
+    return pm.OptionHolding(option_type, terms.strike, terms.expiry, years, ONE, forward, vol,
+                            ONE if terms.coin_margined else settle, base, rate,
+                            black76(option_type, forward, terms.strike, years, vol, rate))
+
+
+def _option_position(
+    state: PositionState, terms: InstrumentTerms, market: Market, portfolio: bool
+) -> _Position:
+    """An option (issue 15): its mark value q·F·M counts in the settle coin's equity (long an
+    asset, short a liability) in place of unrealised PnL; outside portfolio mode a short
+    carries OKX's option margin (`short_option_mmr`/`imr` × |q|·F), a long none."""
+    mark = market.mark(state.symbol, state.entry_price)
+    units = state.qty * terms.contract_size
+    holding = option_holding(state, terms, market, mark)
+    mm = im = ZERO
+    if state.qty < ZERO and not portfolio:
+        base, settle = market.index(terms.base), market.index(terms.settle)
+        assert terms.strike is not None and terms.option_type is not None
+        underlying = ((base or ZERO) if terms.coin_margined
+                      else (base or ZERO) / (settle or ONE))
+        option_type = OptionType(terms.option_type)
+        option_terms = OptionMarginTerms(terms.option_a, terms.option_b, terms.option_c)
+        factor = margin_factor(abs(state.qty), terms.margin_factor_tiers)
+        if underlying > ZERO:
+            mm = -units * short_option_mmr(option_type, mark, underlying, factor, option_terms,
+                                           terms.coin_margined)
+            im = -units * short_option_imr(option_type, underlying, terms.strike, mark,
+                                           underlying, factor, option_terms,
+                                           terms.coin_margined)
+    return _Position(state, terms, mark, units * mark, abs(units) * mark, mm, im, holding)
 
 
 def _increasing_order(
@@ -442,8 +526,21 @@ def unit_items(
             margin_currency="USD" if terms.is_inverse else terms.settle,
             expiry=terms.expiry,
             taker_fee_rate=terms.taker_fee_rate,
+            option_delta=_option_unit_delta(state, terms, market, mark),
         ))
     return items
+
+
+def _option_unit_delta(state: PositionState, terms: InstrumentTerms, market: Market,
+                       mark: Decimal) -> Decimal | None:
+    """An option's Black-76 delta per unit of base (issue 15), None for other kinds."""
+    if not terms.is_option:
+        return None
+    holding = option_holding(state, terms, market, mark)
+    if holding is None:
+        return ZERO
+    rate = (market.risk_units.get(terms.base) or RiskUnitTerms(terms.base)).rate
+    return holding.greeks(rate).delta
 
 
 def _portfolio_totals(core: _Core, account: AccountSnapshot, market: Market) -> None:
@@ -453,6 +550,13 @@ def _portfolio_totals(core: _Core, account: AccountSnapshot, market: Market) -> 
     aggregates: dict[str, pm.UnitAggregate] = {}
     for position in core.positions:  # one pass: each unit aggregated once (issue 7, speed)
         terms, qty = position.terms, position.state.qty
+        if terms.is_option:  # issue 15: re-priced in the unit's grid
+            unit = aggregates.setdefault(terms.base, pm.UnitAggregate())
+            option = position.option
+            if option is not None:
+                assert option.rate is not None  # priced at the unit's rate (`_option_model`)
+                unit.add_option(option, option.rate, terms.settle)
+            continue
         inverse = terms.is_inverse
         settle_index = ONE if inverse else (market.index(terms.settle) or ZERO)
         aggregates.setdefault(terms.base, pm.UnitAggregate()).add(
@@ -574,7 +678,7 @@ def _position_figures(
     portfolio = account.mode is Mode.PORTFOLIO
     if state.is_isolated:
         liquidation = isolated_liquidation_price(isolated_view(state, terms), position.mark)
-    elif portfolio or not limits:
+    elif portfolio or not limits or terms.is_option:
         liquidation = None
     else:
         liquidation = cross_liquidation_price(account, market, state.symbol)
@@ -588,7 +692,9 @@ def _position_figures(
         entry_price=state.entry_price,
         mark_price=position.mark,
         notional=position.notional,
-        unrealized_pnl=position.upl,
+        unrealized_pnl=(position.state.qty * terms.contract_size
+                        * (position.mark - state.entry_price)
+                        if terms.is_option else position.upl),
         leverage=state.leverage,
         position_margin=state.position_margin if state.is_isolated else None,
         maintenance_margin=None if portfolio else position.mm,
@@ -597,9 +703,21 @@ def _position_figures(
         auto_add_margin=state.auto_add_margin if state.is_isolated else False,
         liquidation_price_tick=(None if liquidation is None or tick is None
                                 else liquidation_price_tick(liquidation, tick, is_long)),
-        bankruptcy_price=None if portfolio else bankruptcy_price(
+        bankruptcy_price=None if portfolio or terms.is_option else bankruptcy_price(
             state.entry_price, state.leverage, is_long, terms.is_inverse),
+        **_option_figures(position, market),
     )
+
+
+def _option_figures(position: _Position, market: Market) -> dict[str, Decimal | None]:
+    """An option's extra figures (issue 15): mark value and delta (coins); {} otherwise."""
+    if not position.terms.is_option:
+        return {}
+    holding = position.option
+    rate = (market.risk_units.get(position.terms.base) or RiskUnitTerms(position.terms.base)
+            ).rate
+    delta = None if holding is None else holding.units * holding.greeks(rate).delta
+    return {"mark_value": position.upl, "delta": delta}
 
 
 def isolated_view(state: PositionState, terms: InstrumentTerms) -> IsolatedPosition:

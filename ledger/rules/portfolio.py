@@ -23,8 +23,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 
 from ledger.numbers import ZERO
+from ledger.rules.options import Greeks, OptionType, black76
 from ledger.rules.positions import fill_fee
 from ledger.rules.terms import Kind, MultiplierTier, RateBand, RiskUnitTerms
 from ledger.times import to_micros, year_fraction
@@ -45,10 +47,19 @@ class UnitItem:
     margin_currency: str  # settle asset for linear ("USDT", "USDC"), "USD" for inverse
     expiry: datetime | None  # None for perpetuals
     taker_fee_rate: Decimal  # the liquidation plan's legs pay it
+    option_delta: Decimal | None = None  # options: Black-76 delta per unit of base (issue 15)
 
     @property
     def is_inverse(self) -> bool:
         return self.kind is Kind.INVERSE_PERPETUAL
+
+    @property
+    def is_option(self) -> bool:
+        return self.kind is Kind.OPTION
+
+    @property
+    def is_perpetual(self) -> bool:
+        return self.kind in (Kind.LINEAR_PERPETUAL, Kind.INVERSE_PERPETUAL)
 
     @property
     def is_future(self) -> bool:
@@ -72,6 +83,7 @@ class RiskUnitFigures:
     delta: Decimal
     delta_usd: Decimal
     spot_in_use: Decimal
+    mr8: Decimal = ZERO  # short-option minimum charge (issue 15)
 
 
 # --- 10.3 exposures and spot in use ---------------------------------------------------------
@@ -84,7 +96,10 @@ def coin_exposure(item: UnitItem) -> Decimal:
     coin equity as the holding this splits the account's USD P&L exactly). The inverse quotient
     is not always exact; it keeps 34 digits. PORTFOLIO-MARGIN.md 10.3.
     Examples: −100 × 0.001 BTC → −0.1; inverse −500 × 100 USD at mark 50,000 → −1.
+    An option's exposure is its delta, q·F·Δ (issue 15; 0 without a price model).
     """
+    if item.is_option:
+        return item.qty * item.contract_size * (item.option_delta or ZERO)
     return exposure(item.qty, item.contract_size, item.mark, item.is_inverse)
 
 
@@ -122,6 +137,41 @@ def derivatives_delta(items: Iterable[UnitItem]) -> Decimal:
     return sum((coin_exposure(item) for item in items), ZERO)
 
 
+@dataclass(frozen=True, slots=True)
+class OptionHolding:
+    """An option position as its risk unit sees it (issue 15, docs/options.md).
+
+    `units` = q·F (signed units of the base), `forward` the base's price in the option's price
+    unit (settle asset; USD for a coin-margined option), `vol` its implied volatility, `usd`
+    what one price unit is worth in USD (the settle index; 1 for coin-margined options, which
+    are priced in USD here), `years` to expiry at T.
+    """
+
+    option_type: OptionType
+    strike: Decimal
+    expiry: datetime
+    years: Decimal
+    units: Decimal
+    forward: Decimal
+    vol: Decimal
+    usd: Decimal
+    index: Decimal  # the base's USD index (MR8)
+    rate: Decimal | None = None  # the rate `at_rate` was priced at
+    at_rate: Greeks | None = None
+
+    def greeks(self, rate: Decimal) -> Greeks:
+        if self.at_rate is not None and rate == self.rate:
+            return self.at_rate
+        return black76(self.option_type, self.forward, self.strike, self.years, self.vol, rate)
+
+    def pnl(self, shock: Decimal, vol_shock: Decimal, rate: Decimal) -> Decimal:
+        """USD P&L when the forward moves by `shock` and the vol by `vol_shock` (relative)."""
+        base = self.greeks(rate).price
+        moved = black76(self.option_type, self.forward * (1 + shock), self.strike, self.years,
+                        self.vol * (1 + vol_shock), rate).price
+        return self.units * self.usd * (moved - base)
+
+
 @dataclass(slots=True)
 class UnitAggregate:
     """What a unit's requirement needs of its positions, gathered in one pass (§10.3–10.7):
@@ -132,6 +182,18 @@ class UnitAggregate:
     gross: Decimal = ZERO
     buckets: dict[datetime | None, Decimal] = field(default_factory=dict)
     currencies: dict[str, Decimal] = field(default_factory=dict)
+    options: list[OptionHolding] = field(default_factory=list)  # issue 15
+    option_delta: Decimal = ZERO  # Σ q·F·Δ of the options (coins)
+
+    def add_option(self, holding: OptionHolding, rate: Decimal, currency: str) -> None:
+        """Add an option: its delta joins D_U and its delta cash the gross and the currency
+        nets (MR7, MR9); its value is re-priced in the grid (issue 15)."""
+        delta = holding.units * holding.greeks(rate).delta
+        cash = delta * holding.forward * holding.usd
+        self.options.append(holding)
+        self.option_delta += delta
+        self.gross += abs(cash)
+        self.currencies[currency] = self.currencies.get(currency, ZERO) + cash
 
     def add(self, coins: Decimal, cash: Decimal, expiry: datetime | None, currency: str) -> None:
         """Add one position: exposure `coins`, cash delta `cash`, its bucket and currency."""
@@ -371,20 +433,29 @@ def unit_figures(
     at: datetime,
 ) -> RiskUnitFigures:
     """Return a unit's figures from its aggregate (the one-pass form of `risk_unit_figures`)."""
-    spot = spot_in_use(holding, unit.coins, spot_setting)
-    delta = unit.coins + spot
-    shock_loss = mr1(delta, index, terms.price_shocks)
-    extreme_loss = mr6(delta, index, terms.extreme_shocks, terms.extreme_factor)
+    spot = spot_in_use(holding, unit.coins + unit.option_delta, spot_setting)
+    linear = unit.coins + spot
+    delta = linear + unit.option_delta
     basis = basis_charge(unit, spot, index, terms, at)
     minimum = min_charge(terms.min_charge_rate * unit.gross, terms.min_charge_tiers)
     depeg = depeg_charge(hedged_value(unit.currencies.values()), terms.depeg_bands)
-    mmr = unit_mmr(shock_loss, ZERO, ZERO, basis, ZERO, extreme_loss, minimum, depeg)
+    theta = vega = rates = short = ZERO
+    if unit.options:
+        shock_loss = option_grid_loss(linear, index, unit.options, terms.price_shocks, terms)
+        extreme_loss = terms.extreme_factor * option_grid_loss(
+            linear, index, unit.options, terms.extreme_shocks, terms)
+        theta, vega, rates, short = option_charges(unit.options, terms)
+    else:
+        shock_loss = mr1(linear, index, terms.price_shocks)
+        extreme_loss = mr6(linear, index, terms.extreme_shocks, terms.extreme_factor)
+    mmr = max(unit_mmr(shock_loss, theta, vega, basis, rates, extreme_loss, minimum, depeg),
+              minimum + short)
     return RiskUnitFigures(
         mr1=shock_loss,
-        mr2=ZERO,
-        mr3=ZERO,
+        mr2=theta,
+        mr3=vega,
         mr4=basis,
-        mr5=ZERO,
+        mr5=rates,
         mr6=extreme_loss,
         mr7=minimum,
         mr9=depeg,
@@ -393,7 +464,100 @@ def unit_figures(
         delta=delta,
         delta_usd=delta * index,
         spot_in_use=spot,
+        mr8=short,
     )
+
+
+# --- options in the unit (issue 15, docs/options.md) ----------------------------------------
+
+
+def option_grid_loss(
+    linear: Decimal, index: Decimal, options: Sequence[OptionHolding],
+    price_shocks: Sequence[Decimal], terms: RiskUnitTerms,
+) -> Decimal:
+    """Return max(0, max over (s, v) of −PnL): the unit's worst loss over the price shocks `s`
+    crossed with `terms.vol_shocks` `v`; linear items move `linear·I·s`, each option is
+    re-priced by Black-76 at the forward F·(1 + s) and the volatility σ·(1 + v).
+
+    Example: short 1 call K 60,000, F = I = 60,000, σ 0.5, 0.25 y, r 0, s = +12 %, v = +30 %:
+    loss = C(67,200, 0.65) − C(60,000, 0.5) (docs/options.md, tests/unit/rules).
+    """
+    shocks = tuple(price_shocks)
+    grids = [(o.units * o.usd, _unit_pnl_grid(o.option_type, o.strike, o.years, o.forward,
+                                              o.vol, terms.rate, shocks, terms.vol_shocks))
+             for o in options]
+    worst = ZERO
+    if len(grids) == 1:  # one option: the worst vol point of each price shock is an extreme
+        size, (_, lowest, highest) = grids[0]
+        for shock, low, high in zip(shocks, lowest, highest, strict=True):
+            loss = -(linear * index * shock + size * (low if size > ZERO else high))
+            if loss > worst:
+                worst = loss
+        return worst
+    for row, shock in enumerate(shocks):
+        moved = linear * index * shock
+        for column in range(len(terms.vol_shocks)):
+            pnl = moved
+            for size, (grid, _, _) in grids:
+                pnl += size * grid[row][column]
+            if -pnl > worst:
+                worst = -pnl
+    return worst
+
+
+@lru_cache(maxsize=16384)
+def _unit_pnl_grid(
+    option_type: OptionType, strike: Decimal, years: Decimal, forward: Decimal, vol: Decimal,
+    rate: Decimal, shocks: tuple[Decimal, ...], vol_shocks: tuple[Decimal, ...],
+) -> tuple[tuple[tuple[Decimal, ...], ...], tuple[Decimal, ...], tuple[Decimal, ...]]:
+    """Per unit of the base: the rows V(F·(1+s), σ·(1+v)) − V(F, σ) for each s over every v,
+    and each row's minimum and maximum. Cached: every account holding the same option at the
+    same market shares it (issue 15, speed)."""
+    base = black76(option_type, forward, strike, years, vol, rate).price
+    rows = tuple(tuple(black76(option_type, forward * (1 + s), strike, years, vol * (1 + v),
+                               rate).price - base for v in vol_shocks) for s in shocks)
+    return rows, tuple(min(row) for row in rows), tuple(max(row) for row in rows)
+
+
+def vega_shock(years: Decimal, terms: RiskUnitTerms) -> Decimal:
+    """Return MR3's relative volatility shock for a tenor: the first `vega_rates` entry whose
+    years bound is ≥ the tenor (the last beyond). Default: ≤ 1 month 25 %, ≤ 3 months 20 %,
+    ≤ 1 year 15 %, longer 10 %."""
+    for bound, shock in terms.vega_rates:
+        if years <= bound:
+            return shock
+    return terms.vega_rates[-1][1]
+
+
+def option_charges(
+    options: Sequence[OptionHolding], terms: RiskUnitTerms
+) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+    """Return (MR2, MR3, MR5, MR8) of a unit's options, in USD (docs/options.md):
+
+    - MR2 theta decay: max(0, −Σ u·usd·θ·Δt), Δt = theta_days / 365;
+    - MR3 vega/volga by tenor: per expiry, Δσ_i = shock(τ)·σ_i, the worse of ±Δσ of
+      Σ u·usd·(vega·Δσ + volga·Δσ²/2), floored at 0, summed over expiries (no netting across);
+    - MR5 interest rate: |Σ u·usd·rho| · rate_shock;
+    - MR8 short-option minimum charge: short_option_rate · Σ over shorts |u| · I_base.
+    """
+    dt = terms.theta_days / 365
+    theta = rho = short = ZERO
+    buckets: dict[datetime, tuple[Decimal, Decimal]] = {}
+    for option in options:
+        g = option.greeks(terms.rate)
+        size = option.units * option.usd
+        theta += size * g.theta * dt
+        rho += size * g.rho
+        if option.units < ZERO:
+            short += -option.units * option.index
+        move = vega_shock(option.years, terms) * option.vol
+        up_down = buckets.get(option.expiry, (ZERO, ZERO))
+        curvature = size * g.volga * move * move / 2
+        buckets[option.expiry] = (up_down[0] + size * g.vega * move + curvature,
+                                  up_down[1] - size * g.vega * move + curvature)
+    vega = sum((max(ZERO, -min(up, down)) for up, down in buckets.values()), ZERO)
+    return (max(ZERO, -theta), vega, abs(rho) * terms.rate_shock,
+            terms.short_option_rate * short)
 
 
 def borrowing_margin(
@@ -423,9 +587,10 @@ def liquidity_key(item: UnitItem) -> tuple[int, int, Decimal, str]:
     Perpetuals before futures; futures by expiry, nearest first; then larger |c_i| first; then
     symbol. Example: BTCUSDT (perp) < BTCUSDT-250328 < BTCUSDT-250627.
     """
-    if item.is_future:
+    if item.is_future or item.is_option:  # options after futures (issue 15)
         assert item.expiry is not None, item.symbol
-        return (1, to_micros(item.expiry), -abs(cash_delta(item)), item.symbol)
+        return (2 if item.is_option else 1, to_micros(item.expiry), -abs(cash_delta(item)),
+                item.symbol)
     return (0, 0, -abs(cash_delta(item)), item.symbol)
 
 
@@ -475,7 +640,7 @@ def tenor_group_name(item: UnitItem) -> str:
 
     Example: a future expiring 2025-03-28 08:00 UTC → "2025-03-28T08:00:00+00:00".
     """
-    if item.is_future:
+    if item.is_future or item.is_option:
         assert item.expiry is not None, item.symbol
         return item.expiry.isoformat()
     return PERPETUAL_BUCKET
@@ -529,3 +694,20 @@ def leg_fee(item: UnitItem, qty_closed: Decimal) -> Decimal:
     assert qty_closed >= ZERO, qty_closed
     return fill_fee(qty_closed, item.contract_size, item.mark, item.taker_fee_rate,
                     item.is_inverse)
+
+
+def perpetual_hedge(items: Sequence[UnitItem], unit_delta: Decimal
+                    ) -> tuple[UnitItem, Decimal] | None:
+    """Return the ddh2 hedge of a unit holding options (issue 15): (perpetual, signed contracts
+    to trade) bringing X_U to 0 with the unit's most liquid perpetual, or None without one.
+
+    Linear: −X/F contracts; inverse: −X·M/F. Example: X = +0.35 BTC from a short put, perpetual
+    of 0.001 BTC → sell 350 contracts.
+    """
+    perpetuals = sorted((item for item in items if item.is_perpetual), key=liquidity_key)
+    if unit_delta == ZERO or not perpetuals:
+        return None
+    perpetual = perpetuals[0]
+    coins_per_contract = (perpetual.contract_size / perpetual.mark if perpetual.is_inverse
+                          else perpetual.contract_size)
+    return perpetual, -unit_delta / coins_per_contract

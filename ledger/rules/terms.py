@@ -91,6 +91,7 @@ class Kind(StrEnum):
     LINEAR_PERPETUAL = "linear_perpetual"
     INVERSE_PERPETUAL = "inverse_perpetual"
     LINEAR_FUTURE = "linear_future"
+    OPTION = "option"  # issue 15, docs/options.md
 
 
 class Mode(StrEnum):
@@ -171,6 +172,14 @@ class InstrumentTerms:
     close_fee_basis: CloseFeeBasis = CloseFeeBasis.ENTRY
     price_tick: Decimal | None = None
     im_includes_close_fee: bool = False
+    # --- options (issue 15, docs/options.md); None / defaults for every other kind
+    option_type: str | None = None  # "call" or "put"
+    strike: Decimal | None = None  # in the settle asset (USD for a coin-margined option)
+    fee_cap_rate: Decimal = Decimal("0.125")  # fee ≤ this fraction of the premium (OKX)
+    option_a: Decimal = Decimal("0.1")  # OKX option margin a, b, c (BTC column)
+    option_b: Decimal = Decimal("0.15")
+    option_c: Decimal = Decimal("0.03")
+    margin_factor_tiers: tuple[tuple[Decimal | None, Decimal], ...] = ((None, Decimal(1)),)
 
     @property
     def is_inverse(self) -> bool:
@@ -181,8 +190,17 @@ class InstrumentTerms:
         return self.kind is Kind.LINEAR_FUTURE
 
     @property
+    def is_option(self) -> bool:
+        return self.kind is Kind.OPTION
+
+    @property
+    def coin_margined(self) -> bool:
+        """An option premium paid in its base coin (OKX's BTCUSD options)."""
+        return self.settle == self.base
+
+    @property
     def has_funding(self) -> bool:
-        return self.kind is not Kind.LINEAR_FUTURE
+        return self.kind not in (Kind.LINEAR_FUTURE, Kind.OPTION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +246,11 @@ DEFAULT_DEPEG_BANDS = (
 )
 
 
+DEFAULT_VOL_SHOCKS = (_d("-0.3"), _d("0"), _d("0.3"))
+DEFAULT_VEGA_RATES = ((_d("0.0833"), _d("0.25")), (_d("0.25"), _d("0.2")), (_d("1"), _d("0.15")),
+                      (_d("100"), _d("0.1")))
+
+
 @dataclass(frozen=True, slots=True)
 class RiskUnitTerms:
     """Portfolio-margin parameters of one underlying (PORTFOLIO-MARGIN.md §10.9)."""
@@ -242,6 +265,13 @@ class RiskUnitTerms:
     min_charge_rate: Decimal = Decimal("0.0045")
     min_charge_tiers: tuple[MultiplierTier, ...] = DEFAULT_MIN_CHARGE_TIERS
     depeg_bands: tuple[RateBand, ...] = DEFAULT_DEPEG_BANDS
+    # --- options (issue 15, docs/options.md)
+    vol_shocks: tuple[Decimal, ...] = DEFAULT_VOL_SHOCKS  # relative moves of the implied vol
+    rate: Decimal = ZERO  # Black-76 discount rate r
+    theta_days: Decimal = Decimal(1)  # MR2: one day of decay
+    vega_rates: tuple[tuple[Decimal, Decimal], ...] = DEFAULT_VEGA_RATES  # MR3 (years, shock)
+    rate_shock: Decimal = Decimal("0.01")  # MR5: parallel move of r
+    short_option_rate: Decimal = Decimal("0.003")  # MR8: per unit of |short| × index
 
 
 @dataclass(frozen=True, slots=True)

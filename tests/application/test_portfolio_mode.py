@@ -180,12 +180,12 @@ def test_okx_position_builder_through_a_feed(store_url: str) -> None:
         "mr1": "1164.410924472", "mr2": "0", "mr3": "0", "mr4": "19.4098073796", "mr5": "0",
         "mr6": "1164.410924472", "mr7": "43.6720666041", "mr9": "0", "mmr": "1183.8207318516",
         "imr": "1538.96695140708", "delta": "-0.1", "delta_usd": "-9703.4243706",
-        "spot_in_use": "0"})
+        "spot_in_use": "0", "mr8": "0"})  # mr8: issue 15
     assert decimals(units["LTC"]) == decimals({
         "mr1": "183.5067280572", "mr2": "0", "mr3": "0", "mr4": "8.1562464", "mr5": "0",
         "mr6": "183.5067280572", "mr7": "7.1367156", "mr9": "0", "mmr": "191.6629744572",
         "imr": "249.16186679436", "delta": "10", "delta_usd": "1019.48182254",
-        "spot_in_use": "0"})
+        "spot_in_use": "0", "mr8": "0"})
     margin = state["margin"]
     assert Decimal(margin["borrowing_mmr_usd"]) == Decimal("1571.064377796")
     assert Decimal(margin["borrowing_imr_usd"]) == Decimal("7855.32188898")

@@ -5,6 +5,7 @@ the portfolio-margin settings (contract: reference data; DESIGN §6).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 from ledger.application import commands as c
@@ -23,9 +24,10 @@ from ledger.domain.terms import (
 from ledger.errors import (
     InvalidInputError,
 )
-from ledger.numbers import ZERO, to_str
+from ledger.numbers import ONE, ZERO, to_str
 from ledger.rules.maintenance import derived_deductions
 from ledger.rules.terms import (
+    STABLECOINS,
     AssetTerms,
     AutoAddAmount,
     AutoExchangeTrigger,
@@ -82,9 +84,10 @@ class ReferenceCommands(Handlers):
         return APPLIED
 
     def instrument(self, cmd: c.InstrumentCmd) -> str:
-        tiers = tuple(RiskTier(t.up_to, t.mmr, t.max_leverage) for t in cmd.risk_tiers)
+        given_tiers = cmd.risk_tiers or OPTION_RISK_TIERS  # only an option may omit them
+        tiers = tuple(RiskTier(t.up_to, t.mmr, t.max_leverage) for t in given_tiers)
         deductions = derived_deductions(tiers)
-        for given, derived in zip(cmd.risk_tiers, deductions, strict=True):
+        for given, derived in zip(given_tiers, deductions, strict=True):
             if given.deduction is not None and given.deduction != derived:
                 raise InvalidInputError(
                     f"tier deduction {to_str(given.deduction)} differs from the derived "
@@ -99,7 +102,10 @@ class ReferenceCommands(Handlers):
         existing = self.refs.instrument(cmd.symbol)
         previous = (self.refs.data.instruments[cmd.symbol].terms.values[-1]
                     if existing is not None else None)
-        if kind is Kind.LINEAR_FUTURE:
+        if kind is Kind.OPTION and cmd.settle != cmd.base and cmd.settle not in STABLECOINS:
+            raise InvalidInputError(f"{cmd.symbol}: an option settles in its base coin "
+                                    f"(coin-margined) or in USDT/USDC, not {cmd.settle}")
+        if kind in (Kind.LINEAR_FUTURE, Kind.OPTION):
             assert cmd.expiry is not None
             if previous is None and cmd.expiry <= cmd.at:
                 raise InvalidInputError(f"{cmd.symbol}: expiry {format_at(cmd.expiry)} is not "
@@ -121,6 +127,8 @@ class ReferenceCommands(Handlers):
             close_fee_basis=CloseFeeBasis(cmd.close_fee_basis), price_tick=cmd.price_tick,
             im_includes_close_fee=cmd.im_includes_close_fee,
         )
+        if kind is Kind.OPTION:
+            terms = option_terms(terms, cmd)
         if existing is None:
             aggregate = Instrument.list(instrument_id(cmd.symbol), cmd.at, cmd.symbol,
                                         instrument_to_dict(terms))
@@ -134,15 +142,21 @@ class ReferenceCommands(Handlers):
 
     def mark_price(self, cmd: c.MarkPriceCmd) -> str:
         instrument = self.refs.existing_instrument(cmd.symbol)
+        if cmd.mark_iv is not None and not self.refs.require_instrument(cmd.symbol).is_option:
+            raise InvalidInputError(f"mark_iv: {cmd.symbol} is not an option")
         instrument.require_not_before(cmd.at)
         instrument.set_mark_price(cmd.at, cmd.price)
+        if cmd.mark_iv is not None:  # `record` feeds one new event at a time
+            self.refs.record(instrument, "instrument", cmd.symbol)
+            instrument.set_mark_iv(cmd.at, cmd.mark_iv)
         self.refs.record(instrument, "instrument", cmd.symbol)
         return APPLIED
 
     def funding_rate(self, cmd: c.FundingRateCmd) -> str:
         terms = self.refs.require_instrument(cmd.symbol)
         if not terms.has_funding:
-            raise InvalidInputError(f"{cmd.symbol} is a future: it has no funding rate")
+            raise InvalidInputError(f"{cmd.symbol} is a {terms.kind.value.replace('_', ' ')}: "
+                                    "it has no funding rate")
         instrument = self.refs.existing_instrument(cmd.symbol)
         instrument.require_not_before(cmd.at)
         instrument.set_funding_rate(cmd.at, cmd.rate)
@@ -176,6 +190,14 @@ class ReferenceCommands(Handlers):
                               if cmd.min_charge_tiers else defaults.min_charge_tiers),
             depeg_bands=(tuple(RateBand(b.up_to, b.rate) for b in cmd.depeg_bands)
                          if cmd.depeg_bands else defaults.depeg_bands),
+            # options (issue 15, docs/options.md)
+            vol_shocks=tuple(cmd.vol_shocks) if cmd.vol_shocks else defaults.vol_shocks,
+            rate=_or(cmd.rate, defaults.rate),
+            theta_days=_or(cmd.theta_days, defaults.theta_days),
+            vega_rates=(tuple((v.years, v.shock) for v in cmd.vega_rates) if cmd.vega_rates
+                        else defaults.vega_rates),
+            rate_shock=_or(cmd.rate_shock, defaults.rate_shock),
+            short_option_rate=_or(cmd.short_option_rate, defaults.short_option_rate),
         )
         asset = self.refs.asset(cmd.asset)
         assert asset is not None
@@ -201,3 +223,22 @@ class ReferenceCommands(Handlers):
 
 def _or(value: Decimal | None, default: Decimal) -> Decimal:
     return default if value is None else value
+
+
+# --- options (issue 15, docs/options.md) ----------------------------------------------------
+
+OPTION_RISK_TIERS = (c.RiskTierIn(up_to=None, mmr=ZERO, max_leverage=ONE),)
+"""An option's default tier: no perpetual-style MM (OKX option margin applies), leverage 1."""
+
+
+def option_terms(terms: InstrumentTerms, cmd: c.InstrumentCmd) -> InstrumentTerms:
+    """Return `terms` with the option fields of `cmd`, each missing one at its default."""
+    assert cmd.option_type is not None and cmd.strike is not None
+    fields: dict[str, object] = {"option_type": cmd.option_type, "strike": cmd.strike}
+    for name in ("fee_cap_rate", "option_a", "option_b", "option_c"):
+        if getattr(cmd, name) is not None:
+            fields[name] = getattr(cmd, name)
+    if cmd.margin_factor_tiers:
+        fields["margin_factor_tiers"] = tuple((t.up_to, t.factor)
+                                              for t in cmd.margin_factor_tiers)
+    return replace(terms, **fields)  # type: ignore[arg-type]

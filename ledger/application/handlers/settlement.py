@@ -126,18 +126,24 @@ class SettlementCommands(Handlers):
                 continue
             if history.delivered:
                 continue
-            price = history.marks.at(terms.expiry)
+            price = (self._option_delivery_price(terms) if terms.is_option
+                     else history.marks.at(terms.expiry))
             if price is None:
-                raise NoPriceError(f"{symbol} has no mark at or before its expiry "
+                raise NoPriceError(f"{symbol} has no {'index' if terms.is_option else 'mark'} "
+                                   f"price at or before its expiry "
                                    f"{format_at(terms.expiry)}")
             due.append((terms, price))
         for terms, price in due:
             settle = self.refs.require_asset(terms.settle)
             for account, _ in self._holders_at(terms.symbol, cmd.at):
                 before = account.version
-                account.deliver(period=cmd.at, terms=terms, price=price,
-                                precision=settle.precision,
-                                rounding=self._rounding(terms.settle, cmd.at))
+                if terms.is_option:
+                    account.settle_option(period=cmd.at, terms=terms, price=price,
+                                          precision=settle.precision)
+                else:
+                    account.deliver(period=cmd.at, terms=terms, price=price,
+                                    precision=settle.precision,
+                                    rounding=self._rounding(terms.settle, cmd.at))
                 if account.version != before:
                     self.uow.touch(account)
             instrument = self.refs.existing_instrument(terms.symbol)
@@ -148,6 +154,16 @@ class SettlementCommands(Handlers):
     def _rounding(self, asset: str, at: datetime) -> PaymentRounding:
         """The asset's `payment_rounding` in force at `at` (issue 14)."""
         return self.refs.require_asset(asset, at).payment_rounding
+
+    def _option_delivery_price(self, terms: InstrumentTerms) -> Decimal | None:
+        """An option's delivery price (issue 15): the base's index in force at the expiry
+        instant, in the settle asset (over the settle's index; coin-margined: USD)."""
+        assert terms.expiry is not None
+        base = self.refs.data.index_price(terms.base, terms.expiry)
+        settle = self.refs.data.index_price(terms.settle, terms.expiry)
+        if base is None or settle is None:
+            return None
+        return base if terms.coin_margined else base / settle
 
 
 def _previous_funding_time(at: datetime, hours: int) -> datetime:

@@ -60,12 +60,27 @@ class TradingCommands(Handlers):
             price=cmd.price, liquidity=cmd.liquidity, fee=cmd.fee,
             margin_type=cmd.margin_type, leverage=cmd.leverage, liquidation=cmd.liquidation,
             precision=settle.precision, rounding=settle.payment_rounding,
+            underlying=self._option_underlying(terms, cmd.margin_type, cmd.at),
         )
         if cmd.liquidation:
             self._cover_liquidation_shortfall(account, terms, cmd.at)
         self.uow.touch(account)
         self.uow.note_holder(cmd.symbol, account)
         return APPLIED
+
+    def _option_underlying(self, terms: InstrumentTerms, margin_type: str, at: datetime
+                           ) -> Decimal | None:
+        """An option's base price in its settle asset at `at` (issue 15): index of the base
+        over the settle's; `no_price` without one. None for other kinds."""
+        if not terms.is_option:
+            return None
+        if margin_type == ISOLATED:
+            raise InvalidInputError("margin_type: an option is cross only (allowed: cross)")
+        base = self.refs.data.index_price(terms.base, at)
+        settle = self.refs.data.index_price(terms.settle, at)
+        if base is None or settle is None:
+            raise NoPriceError(f"{terms.base} has no index price: an option fill needs it")
+        return base if terms.coin_margined else base / settle
 
     def _cover_liquidation_shortfall(
         self, account: Account, terms: InstrumentTerms, at: datetime
