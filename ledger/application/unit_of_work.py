@@ -162,7 +162,7 @@ class UnitOfWork:
             self.touched = {}
             self._done = {}
             self.side = SideRows()
-            self._bound_keys()
+        self._bound_keys()  # every key held is now in the store or unused
         for listener in self.flush_listeners:
             listener()
 

@@ -66,3 +66,29 @@ def test_rows_of_the_library_format_still_read(name: str) -> None:
         before = previous.get(row["stream"], "0" * 64)
         assert chain_hash(before, type(event).__name__, row["version"], fields) == row["hash"]
         previous[row["stream"]] = row["hash"]
+
+
+def test_idempotency_cache_is_bounded_and_repeats_are_still_recognised(
+        store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11: the key cache never holds more than KEYS_KEPT keys after a commit, and a key
+    it forgot is found in the store (a repeat is acknowledged, a reused id is a conflict)."""
+    from ledger.application import unit_of_work
+    from ledger.application.feed import run_feed
+    monkeypatch.setattr(unit_of_work, "KEYS_KEPT", 40)
+    at = "2025-01-01T00:00:00Z"
+    lines = [{"type": "asset", "at": at, "asset": "USDT", "precision": 8},
+             {"type": "open_account", "at": at, "account": "alice", "mode": "single_asset"}]
+    lines += [{"type": "deposit", "at": at, "id": f"d{i}", "account": "alice",
+               "asset": "USDT", "amount": "1"} for i in range(300)]
+    numbered = [(n, json.dumps(line)) for n, line in enumerate(lines, start=1)]
+    ledger = Ledger(store_url)
+    first = run_feed(ledger, iter(numbered), batch_size=25)
+    assert first.applied == 302 and not first.rejected
+    assert len(ledger.uow.keys) <= 40
+    again = run_feed(ledger, iter(numbered), batch_size=25)  # the same process: keys forgotten
+    assert again.applied == 0 and again.acknowledged == 302
+    assert len(ledger.uow.keys) <= 40
+    conflict = json.dumps({**lines[2], "amount": "2"})  # d0 again with another amount
+    report = run_feed(ledger, iter([(1, conflict)]))
+    assert [r.error for r in report.rejected] == ["id_conflict"]
+    assert len(ledger.uow.keys) <= 40
