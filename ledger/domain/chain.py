@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
@@ -22,6 +23,8 @@ import orjson
 from ledger.domain.postings import Posting
 from ledger.numbers import to_str
 from ledger.times import format_at
+
+_format_at = lru_cache(maxsize=4096)(format_at)  # the events of a command share their `at`
 
 GENESIS = "0" * 64
 
@@ -36,7 +39,7 @@ def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return to_str(value)
     if isinstance(value, datetime):
-        return format_at(value)
+        return _format_at(value)
     if isinstance(value, Posting):
         return [value.account, value.asset, to_str(value.amount)]
     if isinstance(value, UUID):
