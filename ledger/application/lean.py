@@ -44,16 +44,24 @@ BOOKKEEPING = frozenset({"originator_id", "originator_version", "timestamp", "ha
 Decode = Callable[[Any], Any]
 
 
-def _posting(value: Any) -> Posting:
-    return Posting(value[0], value[1], Decimal(value[2]))
+# Each decoder lets None through (a field the code leaves None whatever its annotation says
+# reads back as None, as the library's transcoder gives it).
 
 
-def _postings(values: Any) -> list[Posting]:
-    return [Posting(v[0], v[1], Decimal(v[2])) for v in values]
+def _decimal(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(value)
 
 
-def _optional(decode: Decode) -> Decode:
-    return lambda value: None if value is None else decode(value)
+def _time(value: Any) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _posting(value: Any) -> Posting | None:
+    return None if value is None else Posting(value[0], value[1], Decimal(value[2]))
+
+
+def _postings(values: Any) -> list[Posting] | None:
+    return None if values is None else [Posting(v[0], v[1], Decimal(v[2])) for v in values]
 
 
 def _plain(value: Any) -> Any:
@@ -65,17 +73,16 @@ def _decoder(hint: Any) -> Decode | None:
     if hint in (str, int, bool):
         return _plain
     if hint is Decimal:
-        return Decimal
+        return _decimal
     if hint is datetime:
-        return datetime.fromisoformat
+        return _time
     if hint is Posting:
         return _posting
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (Union, types.UnionType) and type(None) in args:
         rest = [a for a in args if a is not type(None)]
-        inner = _decoder(rest[0]) if len(rest) == 1 else None
-        return None if inner is None else (_plain if inner is _plain else _optional(inner))
+        return _decoder(rest[0]) if len(rest) == 1 else None
     if origin in (list, tuple, Sequence, typing.Sequence) and args and args[0] is Posting:
         return _postings
     return None
