@@ -54,6 +54,9 @@ SIDE_TABLES = (
 )
 
 
+SQLITE_CACHE_KIB = 65_536  # the writer's SQLite page cache (64 MiB)
+
+
 @dataclass
 class SideRows:
     """Index rows to write with the events of one `save()`."""
@@ -229,6 +232,10 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder, IndexQueries):
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         side: SideRows | None = kwargs.pop("side", None)
+        # A page cache that holds the indexes' hot pages (SQLite's default is 2 MB: past it,
+        # every insert at a random place in a big index reads pages back). Bounded; per
+        # connection, so set with each write (not transactional, microseconds).
+        c.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
         if stored_events:
             # One statement for the whole batch: the application does not use the ids.
             c.executemany(self.insert_events_statement, [
