@@ -252,6 +252,9 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder, IndexQueries):
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self.datastore.transaction(commit=False) as c:
+            # Reads (a feed chunk's idempotency keys, above all) look up random places in the
+            # same big indexes: the same bounded page cache on every connection.
+            c.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
             c.execute(sql, tuple(params))
             return [tuple(row) for row in c.fetchall()]
 
