@@ -176,7 +176,9 @@ def to_str(value: Decimal) -> str:
     """
     if value == ZERO:
         return "0"
-    text = format(value, "f")
+    text = str(value)  # plain notation unless the exponent is positive or the value tiny
+    if "E" in text:
+        text = format(value, "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text

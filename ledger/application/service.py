@@ -26,7 +26,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import JSONTranscoder, Transcoding
+from eventsourcing.persistence import JSONTranscoder, Mapper, Transcoding
 
 from ledger.application import commands as c
 from ledger.application.handlers.base import ACKNOWLEDGED, APPLIED
@@ -39,6 +39,7 @@ from ledger.application.handlers.settlement import SettlementCommands
 from ledger.application.handlers.sweep import SweepCommands
 from ledger.application.handlers.trading import TradingCommands
 from ledger.application.history import AccountHistory
+from ledger.application.lean import LeanMapper
 from ledger.application.reader import ReferenceReader
 from ledger.application.reference import ReferenceData
 from ledger.application.store import IndexQueries, environment, sqlite_path
@@ -140,6 +141,11 @@ class Ledger(Application[UUID]):
             "charge_interest": self.interest.charge_interest,
             "check_margin": self.sweep.check_margin,
         }
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        """The library's mapper that also writes and reads the lean form (issue 11)."""
+        return self.factory.mapper(transcoder=self.construct_transcoder(),
+                                   mapper_class=LeanMapper)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
@@ -38,6 +39,10 @@ if TYPE_CHECKING:
     from ledger.application.history import AccountHistory
 
 SNAPSHOT_EVERY = 100  # account events between snapshots: a replay reads at most this many
+KEYS_KEPT = 200_000
+"""Most idempotency keys the cache holds (issue 11: memory flat over a long ingest). Past it,
+the oldest half is forgotten after a commit — only written keys, so the store answers for them
+(`Ledger.prefetch_keys` looks a feed chunk's keys up in one query)."""
 
 
 @dataclass(frozen=True)
@@ -157,8 +162,17 @@ class UnitOfWork:
             self.touched = {}
             self._done = {}
             self.side = SideRows()
+        self._bound_keys()  # every key held is now in the store or unused
         for listener in self.flush_listeners:
             listener()
+
+    def _bound_keys(self) -> None:
+        """Forget the oldest half of the idempotency-key cache once it holds KEYS_KEPT keys
+        (called after a commit, when every key it holds is in the store or unused)."""
+        keys = self.keys
+        if len(keys) > KEYS_KEPT:
+            for key in list(islice(keys, len(keys) - KEYS_KEPT // 2)):
+                del keys[key]
 
     def _write(self, events: list[Any], side: SideRows, snapshots: list[Any]) -> None:
         """Put events, their index rows and snapshots in one transaction (all or nothing)."""

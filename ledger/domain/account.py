@@ -25,7 +25,7 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate
 
-from ledger.domain.chain import GENESIS, chain_hash
+from ledger.domain.chain import GENESIS, chain_body, chain_hash, hash_body
 from ledger.domain.postings import (
     SYSTEM_CLEARING,
     SYSTEM_CUSTODY,
@@ -81,6 +81,13 @@ class Account(Aggregate):
     class Event(Aggregate.Event):
         """An account event: business time `at` and the chained `hash`."""
 
+        # The canonical body its hash covers, kept outside the event's fields (a slot, not in
+        # `vars()`) for the lean stored form (ledger/application/lean.py, issue 11).
+        __slots__ = ("_lean",)
+
+        def __getstate__(self) -> dict[str, Any]:
+            return self.__dict__  # copies and pickles carry the fields only
+
         at: datetime
         hash: str
 
@@ -127,8 +134,21 @@ class Account(Aggregate):
         complete = {**_defaults(event_class), **fields}
         if complete.get("postings"):
             self._require_exact_balances(complete["postings"])
-        digest = chain_hash(self.last_hash, name, self.version + 1, complete)
-        self.trigger_event(event_class, hash=digest, **complete)
+        version = self.version + 1
+        body = chain_body(name, version, complete)  # encoded once: hashed and stored
+        # The event built as data (what `trigger_event` does, less the dataclass constructor
+        # and its checks, which only cost here): the library's bookkeeping, the hash, the
+        # fields; its body kept for the lean stored form (issue 11).
+        event = object.__new__(event_class)
+        timestamp = event_class.create_timestamp()
+        object.__setattr__(event, "__dict__", {
+            "originator_id": self.id, "originator_version": version, "timestamp": timestamp,
+            "hash": hash_body(self.last_hash, body), **complete})
+        object.__setattr__(event, "_lean", body)
+        event.apply(self)
+        self.version = version
+        self.modified_on = timestamp
+        self._pending_events.append(event)
 
     def _require_exact_balances(self, postings: Sequence[Posting]) -> None:
         """Refuse (`invalid_input`) postings that would take a balance beyond the 34 digits

@@ -172,8 +172,9 @@ def _cli(url: str, *args: str, key: str | None = None) -> subprocess.CompletedPr
 
 ALICE, BOB, CAROL, DAVE = (account_id(n) for n in ("alice", "bob", "carol", "dave"))
 BTCUSDT = instrument_id("BTCUSDT")
-AMOUNT_10000 = b'"amount":{"_type_":"decimal_str","_data_":"10000"}'
-AMOUNT_90000 = b'"amount":{"_type_":"decimal_str","_data_":"90000"}'
+# Account events are stored in the lean form (issue 11): the canonical body as it was hashed.
+AMOUNT_10000 = b'"amount":"10000"'
+AMOUNT_90000 = b'"amount":"90000"'
 
 
 # ------------------------------------------------------------------------ untampered
