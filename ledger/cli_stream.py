@@ -41,6 +41,7 @@ def publish(ctx: click.Context, servers: str, stream: str, prefix: str, batch_si
 
     import nats.errors
 
+    from ledger.masking import mask_in, mask_url
     from ledger.publisher import Publisher, StreamAheadError
 
     ledger = open_ledger(ctx.obj["db"])
@@ -58,7 +59,8 @@ def publish(ctx: click.Context, servers: str, stream: str, prefix: str, batch_si
         asyncio.run(main())
     except (OSError, TimeoutError, nats.errors.Error) as error:
         click.echo(json.dumps({"error": "nats_unavailable",
-                               "message": f"cannot reach NATS at {servers}: {error}"}), err=True)
+                               "message": mask_in(f"cannot reach NATS at {mask_url(servers)}: "
+                                                  f"{error}", servers)}), err=True)
         sys.exit(2)
     except StreamAheadError as error:
         click.echo(json.dumps({"error": "stream_ahead", "message": str(error)}), err=True)

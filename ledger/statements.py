@@ -83,7 +83,10 @@ def statement(ledger: Ledger, engine: Engine, name: str, when: Period) -> dict[s
         return _system_statement(ledger, engine, name, when)
     if ledger.find_account(name) is None:
         raise UnknownAccountError(name)
-    before = ledger.account_at(name, when.start - ONE_MICROSECOND)
+    try:
+        before = ledger.account_at(name, when.start - ONE_MICROSECOND)
+    except OverflowError:  # `from` is the calendar's first instant: nothing lies before it
+        before = None
     after = ledger.account_at(name, when.end)
     opening: dict[str, Decimal] = dict(before.balances) if before is not None else {}
     running = dict(opening)

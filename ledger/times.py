@@ -41,7 +41,7 @@ def parse_at(text: str) -> datetime:
 def format_at(at: datetime) -> str:
     """Print a UTC time as RFC 3339 with `Z` (fractional seconds only when present)."""
     at = at.astimezone(UTC)
-    text = at.strftime("%Y-%m-%dT%H:%M:%S")
+    text = f"{at.year:04d}" + at.strftime("-%m-%dT%H:%M:%S")  # %Y drops zeros before 1000
     if at.microsecond:
         text += "." + f"{at.microsecond:06d}".rstrip("0")
     return text + "Z"

@@ -114,6 +114,17 @@ class ReferenceCommands(Handlers):
                 raise InvalidInputError(f"{cmd.symbol}: a future's expiry may not change")
         if previous is not None and previous.kind is not kind:
             raise InvalidInputError(f"{cmd.symbol}: an instrument's kind may not change")
+        if previous is not None and kind is Kind.OPTION:
+            # What an option pays at expiry is fixed at listing: its holders bought that contract.
+            for name, before, now in (("option_type", previous.option_type, cmd.option_type),
+                                      ("strike", previous.strike, cmd.strike),
+                                      ("contract_size", previous.contract_size,
+                                       cmd.contract_size),
+                                      ("base", previous.base, cmd.base),
+                                      ("settle", previous.settle, cmd.settle)):
+                if before != now:
+                    raise InvalidInputError(f"{cmd.symbol}: an option's {name} may not change "
+                                            f"(listed with {before}, not {now})")
         terms = InstrumentTerms(
             symbol=cmd.symbol, kind=kind, base=cmd.base, settle=cmd.settle,
             contract_size=cmd.contract_size, risk_tiers=tiers, mm_basis=MmBasis(cmd.mm_basis),
