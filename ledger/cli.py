@@ -455,6 +455,10 @@ register(main)  # migrate, projections run|rebuild|status, reconcile
 main.add_command(scheduler)
 
 # Commands that live in modules of their own (ledger/cli_<topic>.py), one line each.
+from ledger import cli_shards  # noqa: E402 - issue 11 (imports click only)
+
+main.add_command(cli_shards.submit)
+main.add_command(cli_shards.consume)
 
 if __name__ == "__main__":
     main()
