@@ -55,7 +55,9 @@ def run_workers(url: str, feed: str, workers: int, batch_size: int) -> NoReturn:
               help="How many shards the accounts are spread over (docs/sharding.md).")
 @click.option("--stream", default="LEDGER_COMMANDS", show_default=True,
               help="JetStream stream (created if missing, subjects ledger.commands.>).")
-def submit(feed: str, nats_url: str, shards: int, stream: str) -> None:
+@click.option("--subjects", "prefix", default="ledger.commands", show_default=True,
+              help="Subject prefix of the stream (PREFIX.>; shard i on PREFIX.<i>).")
+def submit(feed: str, nats_url: str, shards: int, stream: str, prefix: str) -> None:
     """Publish a JSONL feed (FEED `-`: standard input) to JetStream, one subject per shard.
 
     A malformed line is reported on stderr (as `ledger run` does) and not published; a last
@@ -73,7 +75,8 @@ def submit(feed: str, nats_url: str, shards: int, stream: str) -> None:
 
     try:
         published, rejected = asyncio.run(
-            publish(nats_url, shards, _physical(read_lines(feed)), reject, stream=stream))
+            publish(nats_url, shards, _physical(read_lines(feed)), reject, stream=stream,
+                    prefix=prefix))
     except FeedUnreadable as error:
         click.echo(json.dumps({"error": "feed_unreadable", "message": str(error)}), err=True)
         sys.exit(2)
@@ -102,8 +105,11 @@ def _shard_spec(value: str) -> tuple[int, int]:
 @click.option("--once", is_flag=True, help="Drain what the stream holds, then exit.")
 @click.option("--stream", default="LEDGER_COMMANDS", show_default=True,
               help="JetStream stream of the commands.")
+@click.option("--subjects", "prefix", default="ledger.commands", show_default=True,
+              help="Subject prefix of the stream (PREFIX.>; shard i on PREFIX.<i>).")
 @click.pass_context
-def consume(ctx: click.Context, nats_url: str, spec: str, once: bool, stream: str) -> None:
+def consume(ctx: click.Context, nats_url: str, spec: str, once: bool, stream: str,
+            prefix: str) -> None:
     """Apply shard I/N's commands from JetStream into the store (--db), in order.
 
     A message is acknowledged only after its transaction commits; a restarted worker goes on
@@ -118,7 +124,7 @@ def consume(ctx: click.Context, nats_url: str, spec: str, once: bool, stream: st
     open_ledger(url, create=True).close()
     try:
         consumer = run_consumer(nats_url, index, count, url, once, print_rejection,
-                                stream=stream)
+                                stream=stream, prefix=prefix)
     except OSError as error:
         click.echo(json.dumps({"error": "nats_unavailable", "message": str(error)}), err=True)
         sys.exit(2)
