@@ -219,7 +219,6 @@ class Consumer:
 
     async def run(self, once: bool) -> None:
         import nats
-        from nats.errors import TimeoutError as FetchTimeout
 
         connection = await nats.connect(self.nats_url)
         try:
@@ -229,7 +228,7 @@ class Consumer:
             while True:
                 try:
                     messages = await subscription.fetch(self.batch, timeout=self.idle)
-                except (FetchTimeout, asyncio.TimeoutError):
+                except TimeoutError:  # nats' own is one too: nothing came in `idle`
                     if once:
                         return
                     continue
