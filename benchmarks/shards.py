@@ -7,13 +7,16 @@ same feed, each into an empty PostgreSQL database, events per second of wall tim
 The feed: reference data up front, `accounts` accounts opened and funded, then `fills` fills
 round-robin over the accounts (open/close 1–5 contracts at a fixed mark) — the shape where
 shards run free (no barrier after the header). The figure counts stored events (the log's last
-notification id) over the run's wall time, process start-up included.
+notification id) over the run's wall time, process start-up included, and the CPU time of
+the `ledger` processes (coordinator and workers, not the database server) per event — the figure
+that does not depend on what else the machine runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import time
@@ -73,16 +76,21 @@ def run(admin_url: str, accounts: int, fills: int, workers: list[int]) -> list[d
             try:
                 subprocess.run([ledger, "--db", url, "migrate"], check=True,
                                capture_output=True)
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 started = time.perf_counter()
                 done = subprocess.run([ledger, "--db", url, "run", "--workers", str(count),
                                        str(path)], capture_output=True, text=True, check=False)
                 seconds = time.perf_counter() - started
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
                 assert done.returncode == 0, done.stderr[-2000:]
                 with psycopg.connect(url) as connection:
                     row = connection.execute("SELECT count(*) FROM ledger_events").fetchone()
                 events = int(row[0]) if row and row[0] else 0
-                results.append({"workers": count, "events": events, "seconds": seconds,
-                                "events_per_s": events / seconds})
+                results.append({"workers": count, "events": events,
+                                "seconds": round(seconds, 2),
+                                "events_per_s": round(events / seconds),
+                                "client_cpu_us_per_event": round(cpu / events * 1e6, 1)})
             finally:
                 _database(admin_url, name, create=False)
     return results

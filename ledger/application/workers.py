@@ -31,9 +31,17 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from ledger.application.commands import Command, TransferCmd, parse_line
+from ledger.application.commands import (
+    KEY_SEPARATOR,
+    Command,
+    TransferCmd,
+    idempotency_key,
+    parse_line,
+    repeat_key,
+)
 from ledger.application.feed import Rejection, RunReport, _identity, _raw_identity, _rejection
 from ledger.application.shards import shard_of
+from ledger.domain.chain import content_hash
 from ledger.errors import LedgerError, StoreUnavailableError
 
 APPLIED = "applied"
@@ -96,20 +104,31 @@ class ShardWorker:
         """Apply (line, text, leg, verdict) items in one transaction; return their outcomes.
         A leg's outcome counts nowhere here: the coordinator reports the transfer."""
         ledger = self.ledger
+        parsed: list[tuple[int, str, str | None, str, Command | LedgerError]] = []
+        keys = []
+        for number, text, leg, verdict in items:
+            try:
+                command = parse_line(text)
+            except LedgerError as error:
+                parsed.append((number, text, leg, verdict, error))
+                continue
+            parsed.append((number, text, leg, verdict, command))
+            key = idempotency_key(command) or repeat_key(command,
+                                                         content_hash(command.content()))
+            keys.append(key if leg in (None, "out") else f"{key}{KEY_SEPARATOR}{leg}")
+        ledger.prefetch_keys(keys)  # one query for the page, as `run_feed` does
         outcomes: list[Outcome] = []
         money = ledger.money
         with ledger.batch():
-            for number, text, leg, verdict in items:
-                try:
-                    command = parse_line(text)
-                except LedgerError as error:
-                    outcome: Outcome = _rejection(number, *_raw_identity(text), error)
+            for number, text, leg, verdict, item in parsed:
+                if isinstance(item, LedgerError):
+                    outcome: Outcome = _rejection(number, *_raw_identity(text), item)
                 else:
                     money.leg, money.verdict = leg, verdict
                     try:
-                        outcome = ledger.handle(command)
+                        outcome = ledger.handle(item)
                     except LedgerError as error:
-                        outcome = _rejection(number, *_identity(command), error)
+                        outcome = _rejection(number, *_identity(item), error)
                     finally:
                         money.leg, money.verdict = None, ""
                 outcomes.append(outcome)
