@@ -102,13 +102,22 @@ def dump(url: str) -> dict[str, Any]:
         state = json.loads(json.dumps(queries.all_states(ledger)))
     finally:
         ledger.close()
-    import psycopg
+    query = ("SELECT s.kind, s.name, i.version, i.kind, i.at_micros FROM ledger_event_index i "
+             "JOIN ledger_streams s ON s.stream_id = i.stream_id "
+             "ORDER BY s.kind, s.name, i.version")
+    if url.startswith("sqlite:///"):
+        import sqlite3
 
-    with psycopg.connect(url) as connection:
-        rows = connection.execute(
-            "SELECT s.kind, s.name, i.version, i.kind, i.at_micros FROM ledger_event_index i "
-            "JOIN ledger_streams s ON s.stream_id = i.stream_id "
-            "ORDER BY s.kind, s.name, i.version").fetchall()
+        connection = sqlite3.connect(url.removeprefix("sqlite:///"))
+        try:
+            rows = connection.execute(query).fetchall()
+        finally:
+            connection.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(url) as pg:
+            rows = pg.execute(query).fetchall()
     streams: dict[str, list[list[Any]]] = {}
     for kind, name, version, event_kind, at in rows:
         streams.setdefault(f"{kind}:{name}", []).append([int(version), event_kind, int(at)])

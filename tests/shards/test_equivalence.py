@@ -22,7 +22,7 @@ from ledger.application.service import Ledger
 from . import feeds
 from .support import NATS_URL, cli, databases, dump, nats_available, nats_stream, start
 
-pytestmark = pytest.mark.skipif(not nats_available(), reason="no NATS with JetStream")
+needs_nats = pytest.mark.skipif(not nats_available(), reason="no NATS with JetStream")
 
 
 def _one_process(url: str, path: Path) -> list[int]:
@@ -45,6 +45,7 @@ def _rejected_lines(stderr: str) -> list[int]:
     return sorted(found)
 
 
+@needs_nats
 @settings(max_examples=3, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 10_000))
@@ -77,3 +78,14 @@ def test_one_process_workers_and_consumers_agree(postgres_url: str, tmp_path: Pa
                        + [n for out in outputs for n in _rejected_lines(out)])
         assert lines == rejected
         assert dump(consumed) == expected
+
+
+def test_workers_on_sqlite_write_what_one_process_writes(tmp_path: Path) -> None:
+    """The same on SQLite (one file, three writer processes), a fixed feed."""
+    path = feeds.write(tmp_path / "feed.jsonl", feeds.generate(5))
+    single, workers = (f"sqlite:///{tmp_path / name}" for name in ("one.db", "workers.db"))
+    rejected = _one_process(single, path)
+    run = cli(workers, "run", "--workers", "3", str(path))
+    assert run.returncode == 1, run.stderr
+    assert _rejected_lines(run.stderr) == rejected
+    assert dump(workers) == dump(single)
