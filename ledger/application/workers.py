@@ -246,6 +246,12 @@ class Coordinator:
             raise AssertionError(f"worker {index}: {message[0]} instead of {kind}")
         return message[1]
 
+    def _check(self) -> None:
+        """A worker speaks unasked only to say it failed: then feed no one any more."""
+        for index, connection in enumerate(self.connections):
+            if connection.poll():
+                self._expect(index, "never")
+
     def _send(self, index: int, message: tuple[str, Any]) -> None:
         try:
             self.connections[index].send(message)
@@ -294,6 +300,7 @@ class Coordinator:
 
     def _flush(self, index: int) -> None:
         if self.buffers[index]:
+            self._check()
             self._send(index, ("lines", self.buffers[index]))
             self.buffers[index] = []
 
