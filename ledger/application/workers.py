@@ -24,14 +24,16 @@ way. Only the interleaving of streams in the notification log differs.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Literal
 
 from ledger.application.commands import (
+    COMMANDS,
     KEY_SEPARATOR,
     Command,
     TransferCmd,
@@ -60,6 +62,38 @@ def route(command: Command, workers: int) -> tuple[int, int] | None:
         shard = shard_of(account, workers)
         return shard, shard
     return None
+
+
+ACCOUNT_TYPES = frozenset(kind for kind, model in COMMANDS.items()
+                          if "account" in model.model_fields)
+SHARED_TYPES = frozenset(kind for kind, model in COMMANDS.items()
+                         if "account" not in model.model_fields and model is not TransferCmd)
+
+
+def route_text(text: str, workers: int) -> tuple[int, int] | None | Literal[False]:
+    """`route` from the line's JSON alone, without validating it (the worker that applies it
+    does, with the same outcome as the coordinator would); False when the JSON cannot say."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    if not isinstance(data, dict):
+        return False
+    kind = data.get("type")
+    if kind == "transfer":
+        source, target = data.get("from"), data.get("to")
+        if isinstance(source, str) and isinstance(target, str) and "from_" not in data:
+            return shard_of(source, workers), shard_of(target, workers)
+        return False
+    if kind in ACCOUNT_TYPES:
+        account = data.get("account")
+        if isinstance(account, str):
+            shard = shard_of(account, workers)
+            return shard, shard
+        return False
+    if kind in SHARED_TYPES:
+        return None
+    return False
 
 
 # ---------------------------------------------------------------------------------- worker
@@ -278,12 +312,14 @@ class Coordinator:
         return self.report
 
     def _route(self, number: int, text: str) -> None:
-        try:
-            command = parse_line(text)
-        except LedgerError as error:
-            self.report.rejected.append(_rejection(number, *_raw_identity(text), error))
-            return
-        shards = route(command, self.n)
+        shards = route_text(text, self.n)
+        if shards is False:  # a line that routing alone cannot place: parse it here
+            try:
+                command = parse_line(text)
+            except LedgerError as error:
+                self.report.rejected.append(_rejection(number, *_raw_identity(text), error))
+                return
+            shards = route(command, self.n)
         if shards is None:
             self.globals.append((number, text, None, ""))
             return
@@ -295,8 +331,7 @@ class Coordinator:
             if len(buffer) >= self.batch_size:
                 self._flush(source)
             return
-        assert isinstance(command, TransferCmd)
-        self._transfer(number, text, command, source, target)
+        self._transfer(number, text, source, target)
 
     def _flush(self, index: int) -> None:
         if self.buffers[index]:
@@ -329,8 +364,7 @@ class Coordinator:
         outcome: Outcome = self._expect(index, "leg")
         return outcome
 
-    def _transfer(self, number: int, text: str, command: TransferCmd, source: int,
-                  target: int) -> None:
+    def _transfer(self, number: int, text: str, source: int, target: int) -> None:
         """Out-leg, in-leg, and on a refusal the return leg (docs/sharding.md)."""
         out = self._leg(source, number, text, "out")
         if isinstance(out, Rejection):
