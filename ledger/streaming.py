@@ -229,12 +229,18 @@ class Consumer:
                 try:
                     messages = await subscription.fetch(self.batch, timeout=self.idle)
                 except TimeoutError:  # nats' own is one too: nothing came in `idle`
-                    if once:
+                    if once and await self._drained(subscription):
                         return
                     continue
                 await self._handle(messages)
         finally:
             await connection.close()
+
+    async def _drained(self, subscription: Any) -> bool:
+        """Whether the stream holds nothing more for this shard (a slow server can let a fetch
+        time out while messages wait: `--once` must not leave them, its peers wait on it)."""
+        info = await subscription.consumer_info()
+        return bool(info.num_pending == 0 and info.num_ack_pending == 0)
 
     async def _handle(self, messages: list[Any]) -> None:
         """Apply a fetched page in order: account lines (and, on shard 0, reference and
