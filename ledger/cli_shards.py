@@ -121,6 +121,7 @@ def consume(ctx: click.Context, nats_url: str, spec: str, once: bool, stream: st
 
     index, count = _shard_spec(spec)
     url = ctx.obj["db"]
+    _first_open(url)
     open_ledger(url, create=True).close()
     try:
         consumer = run_consumer(nats_url, index, count, url, once, print_rejection,
@@ -131,3 +132,22 @@ def consume(ctx: click.Context, nats_url: str, spec: str, once: bool, stream: st
     click.echo(json.dumps({"applied": consumer.applied, "acknowledged": consumer.acknowledged,
                            "rejected": consumer.rejected}), err=True)
     sys.exit(1 if consumer.rejected else 0)
+
+
+def _first_open(url: str, attempts: int = 20) -> None:
+    """Open (and so migrate) the store, waiting for another worker that migrates it at the same
+    moment: N workers started together on an empty database race to create its tables, and
+    the losers' CREATE fails. The last failure is left to `open_ledger` to report (exit 2)."""
+    import random
+    import time
+
+    from ledger.application.service import Ledger
+    from ledger.numbers import install
+
+    install()
+    for _ in range(attempts):
+        try:
+            Ledger(url).close()
+            return
+        except Exception:  # noqa: BLE001 - retried; the last attempt's error is reported
+            time.sleep(0.2 + random.random() * 0.5)  # noqa: S311 - a jitter, not a secret
