@@ -42,7 +42,7 @@ from ledger.application.feed import Rejection, _raw_identity, _rejection
 from ledger.application.shards import shard_of
 from ledger.application.workers import ACKNOWLEDGED, ShardWorker, route
 from ledger.domain.chain import canonical_json, text_hash
-from ledger.errors import LedgerError
+from ledger.errors import IdConflictError, LedgerError
 from ledger.times import to_micros
 
 STREAM = "LEDGER_COMMANDS"
@@ -90,11 +90,28 @@ async def submit(url: str, shards: int, lines: Iterable[tuple[int, str]],
         counts = [0, 0]
         run: list[tuple[int, str, str]] = []
 
-        async def publish(shard: int, data: bytes, msg_id: str, line: int, kind: str) -> None:
-            await js.publish(f"{prefix}.{shard}", data, stream=stream, headers={
+        digests: dict[str, str] = {}  # key → content hash of what this run published
+
+        async def publish(shard: int, data: bytes, msg_id: str, line: int, kind: str) -> bool:
+            """Publish; False when JetStream dropped it as a duplicate of its `Nats-Msg-Id`."""
+            ack = await js.publish(f"{prefix}.{shard}", data, stream=stream, headers={
                 "Nats-Msg-Id": f"{msg_id}#{shard}", "Ledger-Line": str(line),
                 "Ledger-Kind": kind})
             counts[0] += 1
+            return not ack.duplicate
+
+        def conflict(number: int, command: Command, key: str) -> bool:
+            """A money command whose id this run published with other content: JetStream
+            drops it (same `Nats-Msg-Id`), so no consumer would say `id_conflict`; say it."""
+            digest = text_hash(canonical_json(command.content()))
+            first = digests.setdefault(key, digest)
+            if first == digest:
+                return False
+            identifier = getattr(command, "id", None)
+            on_reject(Rejection(number, command.type, identifier, IdConflictError.code,
+                                f"id {identifier!r} was used by a different command"))
+            counts[1] += 1
+            return True
 
         async def release() -> None:
             if not run:
@@ -121,6 +138,8 @@ async def submit(url: str, shards: int, lines: Iterable[tuple[int, str]],
                 run.append((number, text, key))
                 continue
             await release()
+            if idempotency_key(command) is not None and conflict(number, command, key):
+                continue
             source, target = shards_of
             kind = "account" if source == target else "transfer"
             for shard in sorted({source, target}):
