@@ -244,22 +244,33 @@ class Consumer:
             self.js = connection.jetstream()
             await ensure_stream(self.js, self.stream, self.prefix)
             subscription = await self._subscribe()
+            delivered = 0  # the consumer sequence of the last message this worker received
             while True:
                 try:
                     messages = await subscription.fetch(self.batch, timeout=self.idle)
                 except TimeoutError:  # nats' own is one too: nothing came in `idle`
-                    if once and await self._drained(subscription):
+                    info = await subscription.consumer_info()
+                    if info.num_ack_pending and info.delivered.consumer_seq > delivered:
+                        # Delivered into a fetch that had timed out: lost to this worker, and
+                        # JetStream would send it again only after ack_wait, out of order.
+                        subscription, delivered = await self._resubscribe(subscription), 0
+                    elif once and info.num_pending == 0 and info.num_ack_pending == 0:
                         return
                     continue
+                first = messages[0].metadata.sequence.consumer
+                if first != delivered + 1:  # the same loss, seen from the next fetch
+                    subscription, delivered = await self._resubscribe(subscription), 0
+                    continue
+                delivered = messages[-1].metadata.sequence.consumer
                 await self._handle(messages)
         finally:
             await connection.close()
 
-    async def _drained(self, subscription: Any) -> bool:
-        """Whether the stream holds nothing more for this shard (a slow server can let a fetch
-        time out while messages wait: `--once` must not leave them, its peers wait on it)."""
-        info = await subscription.consumer_info()
-        return bool(info.num_pending == 0 and info.num_ack_pending == 0)
+    async def _resubscribe(self, subscription: Any) -> Any:
+        """Start again in order from the acknowledgement floor (what this worker's store
+        already holds is skipped by position)."""
+        await subscription.unsubscribe()
+        return await self._subscribe()
 
     async def _handle(self, messages: list[Any]) -> None:
         """Apply a fetched page in order: account lines (and, on shard 0, reference and
