@@ -125,8 +125,11 @@ def main(ctx: click.Context, db: str | None) -> None:
               help="Commands per transaction.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar (default: when stderr is a terminal and FEED is a file).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Worker processes, one per account shard (docs/sharding.md).")
 @click.pass_context
-def run(ctx: click.Context, feed: str, batch_size: int, progress: bool | None) -> None:
+def run(ctx: click.Context, feed: str, batch_size: int, progress: bool | None,
+        workers: int) -> None:
     """Apply a JSONL feed of commands, in order (FEED `-`: standard input).
 
     Each rejected line prints one JSON line on stderr; a last JSON line gives the counts:
@@ -150,6 +153,10 @@ def run(ctx: click.Context, feed: str, batch_size: int, progress: bool | None) -
         click.echo(json.dumps({"error": "feed_unreadable", "message": f"cannot read {feed}"}),
                    err=True)
         sys.exit(2)
+    if workers > 1:
+        from ledger.cli_shards import run_workers  # issue 11: parallel ingest by shard
+
+        run_workers(ctx.obj["db"], feed, workers, batch_size)
     ledger = open_ledger(ctx.obj["db"], create=True)
 
     def reject(rejection: Rejection) -> None:
@@ -477,6 +484,11 @@ main.add_command(journal)
 from ledger.cli_stream import publish  # noqa: E402
 
 main.add_command(publish)
+
+from ledger import cli_shards  # noqa: E402 - issue 11 (imports click only)
+
+main.add_command(cli_shards.submit)
+main.add_command(cli_shards.consume)
 
 if __name__ == "__main__":
     main()

@@ -54,10 +54,11 @@ def applied_postings(event: Account.Event, account: str) -> list[tuple[int, Post
     """Return (index, posting) of the lines this event applies to a balance.
 
     An account's event applies the lines of that account (as `Account._apply_postings` does)
-    and of system accounts, which have no aggregate. A transfer's pair of lines is carried by
-    both `TransferredOut` and `TransferredIn`; each line counts once, with the event of the
-    account it moves, so per-account sums of the journal are balances and the journal as a
-    whole sums to zero per asset.
+    and of system accounts, which have no aggregate. A transfer's legs (`TransferredOut`,
+    `TransferredIn`, `TransferReturned`) each carry their own balanced pair of lines through
+    `system:transit` (docs/sharding.md); stores written before issue 11 carry one pair in both
+    events, and each line counts once, with the event of the account it moves, so per-account
+    sums of the journal are balances and the journal as a whole sums to zero per asset.
     """
     postings = getattr(event, "postings", None) or ()
     return [(index, posting) for index, posting in enumerate(postings)

@@ -2,7 +2,8 @@
 
 Each row carries the posting (account, asset, signed amount) and its event: notification id,
 the account stream and name, version, event type and `at`. `line` is the posting's index in the
-event. The two lines of a transfer travel in both `TransferredOut` and `TransferredIn`; each is
+event. Each leg of a transfer carries its own pair of lines through `system:transit` (stores
+written before issue 11: one pair in both `TransferredOut` and `TransferredIn`); a line is
 journaled once, with the event of the account it moves (`applied_postings`), so the journal sums
 to every balance per account and to zero per asset (DESIGN §9, checked by `ledger reconcile`).
 """

@@ -123,6 +123,7 @@ class Jobs:
         self.limit = limit
         self.should_stop = should_stop
         self.futures: list[tuple[datetime, bool]] = []  # (expiry, delivered), as of the last run
+        self.analyzed = False  # table statistics refreshed once by this scheduler (issue 11)
 
     # ------------------------------------------------------------------ what is due
 
@@ -198,6 +199,9 @@ class Jobs:
         report = JobReport(job, now)
         plan = p.catch_up_plan(self.due(now), kind, self.limit)
         report.left = plan.left
+        if plan.periods and not self.analyzed:
+            refresh_statistics(self.ledger)
+            self.analyzed = True
         for index, period in enumerate(plan.periods):
             if self.should_stop():
                 report.stopped = True
@@ -270,3 +274,27 @@ class Jobs:
     def next_expiry(self, after: datetime) -> datetime | None:
         """Return the next expiry of an undelivered future after `after` (as of the last run)."""
         return p.next_expiry(self.futures, after)
+
+
+STATISTICS_TABLES = ("ledger_events", "ledger_holders", "ledger_streams", "ledger_snapshots",
+                     "ledger_event_index")
+
+
+def refresh_statistics(ledger: Ledger) -> None:
+    """ANALYZE the store's tables (PostgreSQL) before a scheduler's first settlement.
+
+    On a freshly loaded store autovacuum has not analysed the tables yet, and the bulk read of
+    100,000 holders was planned without statistics (a merge join with JIT: 4.3 × slower than
+    after ANALYZE, issue 11). ANALYZE samples (at most 30,000 rows a table), so it costs a
+    fraction of a second at any size; once per scheduler process is enough, autovacuum keeps
+    the statistics after that. A store that refuses it (rights) is left as it is."""
+    if ledger.url.startswith("sqlite:"):
+        return
+    datastore = getattr(ledger.recorder, "datastore", None)
+    if datastore is None:
+        return
+    try:
+        with datastore.transaction(commit=True) as cursor:
+            cursor.execute("ANALYZE " + ", ".join(STATISTICS_TABLES))
+    except Exception as error:  # noqa: BLE001 - statistics are an optimisation only
+        log.warning("ANALYZE skipped: %s", error)

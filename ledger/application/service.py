@@ -169,6 +169,8 @@ class Ledger(Application[UUID]):
             content = canonical_json(command.content())
             digest = text_hash(content)
             key = c.idempotency_key(command) or c.repeat_key(command, digest)
+            if self.money.leg not in (None, "out"):  # a later leg of a transfer (shards.py)
+                key = f"{key}{c.KEY_SEPARATOR}{self.money.leg}"
             prior = self._prior(key)
         except Exception as error:
             raise_store_error(error)
@@ -179,6 +181,7 @@ class Ledger(Application[UUID]):
             raise IdConflictError(self._conflict(command, key, content))
         uow = self.uow
         mark = uow.savepoint()
+        self.money.legs_done = ()
         try:
             try:
                 outcome = handler(command)
@@ -189,7 +192,12 @@ class Ledger(Application[UUID]):
                 raise InvalidInputError(
                     f"a figure of this {command.type} exceeds the 34 significant digits the "
                     "ledger carries exactly") from error
-        except LedgerError:
+        except LedgerError as error:
+            if getattr(error, "keeps_changes", False):
+                # A transfer the destination refused keeps its out- and return legs (the
+                # transfer is done, money back at the source) and reports the refusal.
+                self._finish(command, key, digest, content)
+                raise
             if uow.changed_since(mark):
                 uow.abandon(mark)  # refused after a change: it must leave nothing
             raise
@@ -200,12 +208,24 @@ class Ledger(Application[UUID]):
                 uow.abandon(mark)
             raise_store_error(error)
             raise
-        uow.finish_command()
         if outcome == APPLIED:
-            uow.remember_key(key, digest, command.at, content)
+            self._finish(command, key, digest, content)
+        else:
+            uow.finish_command()
+            if not uow.in_batch:
+                uow.flush()
+        return outcome
+
+    def _finish(self, command: c.Command, key: str, digest: str, content: str) -> None:
+        """Keep an applied command: its idempotency key (and those of the transfer legs it
+        recorded, so that shard workers acknowledge them too), then write unless batched."""
+        uow = self.uow
+        uow.finish_command()
+        uow.remember_key(key, digest, command.at, content)
+        for leg in self.money.legs_done:
+            uow.remember_key(f"{key}{c.KEY_SEPARATOR}{leg}", digest, command.at, content)
         if not uow.in_batch:
             uow.flush()
-        return outcome
 
     # ------------------------------------------------------------------ idempotency
 

@@ -34,6 +34,7 @@ from ledger.domain.postings import (
     SYSTEM_FUNDING,
     SYSTEM_INSURANCE,
     SYSTEM_INTEREST,
+    SYSTEM_TRANSIT,
     Posting,
     rounded_change,
     transfer,
@@ -277,6 +278,15 @@ class Account(Aggregate):
         asset: str
         amount: Decimal
 
+    class TransferReturned(MoneyMoved):
+        """The return leg of a transfer the destination refused (`reason`: its error code)."""
+
+        command_id: str
+        to: str
+        asset: str
+        amount: Decimal
+        reason: str
+
     def _apply_postings(self, postings: Sequence[Posting]) -> None:
         for posting in postings:
             if posting.account == self.name:
@@ -316,19 +326,31 @@ class Account(Aggregate):
     def transfer_out(
         self, at: datetime, command_id: str, to: str, asset: str, amount: Decimal,
         market: rules.Market,
-    ) -> list[Posting]:
+    ) -> None:
+        """The out-leg of a transfer: from this account into `system:transit` (docs/sharding.md)."""
         self.require_withdrawable(asset, amount, market)
-        postings = transfer(self.name, to, asset, amount)
+        postings = transfer(self.name, SYSTEM_TRANSIT, asset, amount)
         self._record(Account.TransferredOut, at=at, command_id=command_id, to=to, asset=asset,
                      amount=amount, postings=postings)
-        return postings
 
     def transfer_in(
         self, at: datetime, command_id: str, source: str, asset: str, amount: Decimal,
-        postings: Sequence[Posting],
     ) -> None:
+        """The in-leg of a transfer: from `system:transit` into this account (refused, before
+        any event, when it is older than this account's last event)."""
+        self.require_not_before(at)
+        postings = transfer(SYSTEM_TRANSIT, self.name, asset, amount)
         self._record(Account.TransferredIn, at=at, command_id=command_id, source=source,
-                     asset=asset, amount=amount, postings=list(postings))
+                     asset=asset, amount=amount, postings=postings)
+
+    def transfer_return(
+        self, at: datetime, command_id: str, to: str, asset: str, amount: Decimal, reason: str,
+    ) -> None:
+        """The return leg: the amount of a refused transfer back from `system:transit`. Posted
+        at the transfer's `at`, which the out-leg already made this account's last time."""
+        postings = transfer(SYSTEM_TRANSIT, self.name, asset, amount)
+        self._record(Account.TransferReturned, at=max(at, self.last_at), command_id=command_id,
+                     to=to, asset=asset, amount=amount, reason=reason, postings=postings)
 
     # ------------------------------------------------------------------ trading
 

@@ -26,6 +26,9 @@ SYSTEM_CLEARING = "system:clearing"
 SYSTEM_EXCHANGE = "system:exchange"
 SYSTEM_ROUNDING = "system:rounding"
 SYSTEM_INSURANCE = "system:insurance"
+# Money between the two legs of a transfer (docs/sharding.md): the out-leg moves it here, the
+# in-leg (or, when the destination refuses, the return leg) moves it out again.
+SYSTEM_TRANSIT = "system:transit"
 
 SYSTEM_ACCOUNTS = (
     SYSTEM_CUSTODY,
@@ -36,6 +39,7 @@ SYSTEM_ACCOUNTS = (
     SYSTEM_EXCHANGE,
     SYSTEM_ROUNDING,
     SYSTEM_INSURANCE,
+    SYSTEM_TRANSIT,
 )
 
 

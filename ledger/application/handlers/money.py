@@ -18,6 +18,7 @@ from ledger.errors import (
     AccountExistsError,
     InsufficientEquityError,
     InvalidInputError,
+    LedgerError,
     NoPriceError,
 )
 from ledger.numbers import ZERO, to_str
@@ -86,19 +87,54 @@ class MoneyCommands(Handlers):
         self.uow.touch(account)
         return APPLIED
 
+    # A transfer is three legs, each idempotent by the transfer's id (docs/sharding.md):
+    # out of the source into `system:transit`, in from transit to the destination, and, when
+    # the destination refuses, a return leg back to the source. One process records the same
+    # legs as the shard workers, so events never depend on the number of workers.
+    leg: str | None = None  # "out", "in" or "return" when a shard worker applies one leg
+    verdict: str = ""  # the destination's error code, for a return leg
+    legs_done: tuple[str, ...] = ()  # the later legs a whole transfer recorded ("in"/"return")
+
     def transfer(self, cmd: c.TransferCmd) -> str:
+        if self.leg == "out":
+            self._leg_out(cmd)
+        elif self.leg == "in":
+            self._leg_in(cmd)
+        elif self.leg == "return":
+            self._leg_return(cmd, self.verdict)
+        else:
+            self._leg_out(cmd)
+            try:
+                self._leg_in(cmd)
+            except LedgerError as error:
+                self._leg_return(cmd, error.code)
+                self.legs_done = ("return",)
+                error.keeps_changes = True  # type: ignore[attr-defined]
+                raise
+            self.legs_done = ("in",)
+        return APPLIED
+
+    def _leg_out(self, cmd: c.TransferCmd) -> None:
+        """The source's checks (unknown account, asset, places, order, what it may withdraw),
+        then the out-leg; a refusal here records nothing."""
         source = self.uow.account(cmd.from_)
-        target = self.uow.account(cmd.to)
         terms = self.refs.require_asset(cmd.asset, cmd.at)
         check_places(cmd.amount, terms)
         source.require_not_before(cmd.at)
-        target.require_not_before(cmd.at)
         market = self.refs.market_for(source, cmd.at, (cmd.asset,))
-        postings = source.transfer_out(cmd.at, cmd.id, cmd.to, cmd.asset, cmd.amount, market)
-        target.transfer_in(cmd.at, cmd.id, cmd.from_, cmd.asset, cmd.amount, postings)
+        source.transfer_out(cmd.at, cmd.id, cmd.to, cmd.asset, cmd.amount, market)
         self.uow.touch(source)
+
+    def _leg_in(self, cmd: c.TransferCmd) -> None:
+        """The destination's checks (unknown account, order, exact balance), then the in-leg."""
+        target = self.uow.account(cmd.to)
+        target.transfer_in(cmd.at, cmd.id, cmd.from_, cmd.asset, cmd.amount)
         self.uow.touch(target)
-        return APPLIED
+
+    def _leg_return(self, cmd: c.TransferCmd, reason: str) -> None:
+        source = self.uow.account(cmd.from_)
+        source.transfer_return(cmd.at, cmd.id, cmd.to, cmd.asset, cmd.amount, reason)
+        self.uow.touch(source)
 
     def repay(self, cmd: c.RepayCmd) -> str:
         """Convert `with_asset` at index prices into the debt coin (seed 000 §4)."""

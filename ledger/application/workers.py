@@ -1,0 +1,437 @@
+"""Parallel ingest by account shard: `ledger run --workers N FEED` (issue 11, docs/sharding.md).
+
+N worker processes share one store; worker `i` is the single writer of the accounts with
+`shard_of(account, N) == i`. A coordinator (the calling process) reads the feed in order, parses
+each line (a malformed line is reported by the coordinator itself) and routes it:
+
+- a command of one account goes to that account's worker, which applies its commands in feed
+  order, `batch_size` per transaction;
+- a transfer between two accounts of one worker goes to it whole; a transfer between two workers
+  is applied leg by leg (docs/sharding.md): the source's worker applies the out-leg, the
+  destination's worker the in-leg or refuses it, and on a refusal the source's worker applies
+  the return leg, before either worker is given anything later in the feed;
+- every other command (reference data, periodic commands) is a barrier: every worker commits
+  what it holds, worker 0 catches up with the store, applies the run of such lines in feed
+  order and commits, and the others catch up before their next command. So no worker applies a
+  command before the reference data that precedes it in the feed, nor ever sees reference data
+  that follows it, and a periodic command sees every account as one process would; its marker
+  is written once, by worker 0.
+
+The events are those one process writes (same streams, same versions, same hashes): each
+account's commands reach its one writer in feed order and a transfer has the same legs either
+way. Only the interleaving of streams in the notification log differs.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any, Literal
+
+from ledger.application.commands import (
+    COMMANDS,
+    KEY_SEPARATOR,
+    Command,
+    TransferCmd,
+    idempotency_key,
+    parse_line,
+    repeat_key,
+)
+from ledger.application.feed import Rejection, RunReport, _identity, _raw_identity, _rejection
+from ledger.application.shards import shard_of
+from ledger.domain.chain import content_hash
+from ledger.errors import LedgerError, StoreUnavailableError
+
+APPLIED = "applied"
+ACKNOWLEDGED = "acknowledged"
+
+Outcome = str | Rejection
+
+
+def route(command: Command, workers: int) -> tuple[int, int] | None:
+    """Return (source's shard, destination's shard) of an account command — the same twice
+    for a command of one account — or None for a command every worker must see in order."""
+    if isinstance(command, TransferCmd):
+        return shard_of(command.from_, workers), shard_of(command.to, workers)
+    account = getattr(command, "account", None)
+    if isinstance(account, str):
+        shard = shard_of(account, workers)
+        return shard, shard
+    return None
+
+
+ACCOUNT_TYPES = frozenset(kind for kind, model in COMMANDS.items()
+                          if "account" in model.model_fields)
+SHARED_TYPES = frozenset(kind for kind, model in COMMANDS.items()
+                         if "account" not in model.model_fields and model is not TransferCmd)
+
+
+def route_text(text: str, workers: int) -> tuple[int, int] | None | Literal[False]:
+    """`route` from the line's JSON alone, without validating it (the worker that applies it
+    does, with the same outcome as the coordinator would); False when the JSON cannot say."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    if not isinstance(data, dict):
+        return False
+    kind = data.get("type")
+    if kind == "transfer":
+        source, target = data.get("from"), data.get("to")
+        if isinstance(source, str) and isinstance(target, str) and "from_" not in data:
+            return shard_of(source, workers), shard_of(target, workers)
+        return False
+    if kind in ACCOUNT_TYPES:
+        account = data.get("account")
+        if isinstance(account, str):
+            shard = shard_of(account, workers)
+            return shard, shard
+        return False
+    if kind in SHARED_TYPES:
+        return None
+    return False
+
+
+# ---------------------------------------------------------------------------------- worker
+
+
+@dataclass
+class WorkerFailure:
+    """What stopped a worker: an internal error (exit 3) or the store (exit 2)."""
+
+    line: int | None
+    store: bool
+    message: str
+    trace: str
+    last_durable_line: int | None = None
+
+
+class ShardWorker:
+    """Apply lines to one store as the single writer of one shard's accounts."""
+
+    def __init__(self, url: str) -> None:
+        from ledger.application.service import Ledger
+        from ledger.numbers import install
+
+        install()
+        self.ledger = Ledger(url)
+        self.report = RunReport()
+        self.pending: list[tuple[int, Outcome]] = []
+        self.ledger.flush_listeners.append(self._durable)
+
+    def _durable(self) -> None:
+        for line, outcome in self.pending:
+            self.report.last_durable_line = line
+            if isinstance(outcome, Rejection):
+                self.report.rejected.append(outcome)
+            elif outcome == ACKNOWLEDGED:
+                self.report.acknowledged += 1
+            else:
+                self.report.applied += 1
+        self.pending.clear()
+
+    def apply(self, items: list[tuple[int, str, str | None, str]]) -> list[Outcome]:
+        """Apply (line, text, leg, verdict) items in one transaction; return their outcomes.
+        A leg's outcome counts nowhere here: the coordinator reports the transfer."""
+        ledger = self.ledger
+        parsed: list[tuple[int, str, str | None, str, Command | LedgerError]] = []
+        keys = []
+        for number, text, leg, verdict in items:
+            try:
+                command = parse_line(text)
+            except LedgerError as error:
+                parsed.append((number, text, leg, verdict, error))
+                continue
+            parsed.append((number, text, leg, verdict, command))
+            key = idempotency_key(command) or repeat_key(command,
+                                                         content_hash(command.content()))
+            keys.append(key if leg in (None, "out") else f"{key}{KEY_SEPARATOR}{leg}")
+        ledger.prefetch_keys(keys)  # one query for the page, as `run_feed` does
+        outcomes: list[Outcome] = []
+        money = ledger.money
+        with ledger.batch():
+            for number, text, leg, verdict, item in parsed:
+                if isinstance(item, LedgerError):
+                    outcome: Outcome = _rejection(number, *_raw_identity(text), item)
+                else:
+                    money.leg, money.verdict = leg, verdict
+                    try:
+                        outcome = ledger.handle(item)
+                    except LedgerError as error:
+                        outcome = _rejection(number, *_identity(item), error)
+                    finally:
+                        money.leg, money.verdict = None, ""
+                outcomes.append(outcome)
+                if leg is None:
+                    self.pending.append((number, outcome))
+        return outcomes
+
+    def serve(self, connection: Connection) -> None:
+        """Answer the coordinator's messages until it says stop."""
+        current: int | None = None
+        try:
+            while True:
+                kind, payload = connection.recv()
+                if kind == "lines":
+                    current = payload[0][0]
+                    self.apply(payload)
+                elif kind == "leg":
+                    current = payload[0]
+                    connection.send(("leg", self.apply([payload])[0]))
+                elif kind == "sync":
+                    connection.send(("synced", None))
+                elif kind == "global":
+                    current = payload[0][0]
+                    self.ledger.catch_up()
+                    self.apply(payload)
+                    connection.send(("synced", None))
+                elif kind == "catch_up":
+                    self.ledger.catch_up()
+                elif kind == "stop":
+                    connection.send(("report", self.report))
+                    return
+        except Exception as error:  # noqa: BLE001 - reported to the coordinator, which stops
+            from ledger.application.unit_of_work import is_store_error
+
+            self._durable_only()
+            connection.send(("failed", WorkerFailure(
+                current, is_store_error(error), f"{type(error).__name__}: {error}",
+                traceback.format_exc(), self.report.last_durable_line), self.report))
+        finally:
+            self.ledger.close()
+
+    def _durable_only(self) -> None:
+        self.pending.clear()  # what was not written is not reported
+
+
+def _serve(url: str, connection: Connection) -> None:
+    try:
+        worker = ShardWorker(url)
+    except Exception as error:  # noqa: BLE001 - the store cannot be opened
+        connection.send(("failed", WorkerFailure(None, True, f"{type(error).__name__}: {error}",
+                                                 traceback.format_exc()), RunReport()))
+        return
+    connection.send(("ready", None))
+    worker.serve(connection)
+
+
+# ---------------------------------------------------------------------------------- coordinator
+
+
+@dataclass
+class ShardedReport:
+    applied: int = 0
+    acknowledged: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    failure: WorkerFailure | None = None
+
+
+class WorkerGone(Exception):
+    def __init__(self, failure: WorkerFailure, report: RunReport) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+        self.report = report
+
+
+class Coordinator:
+    """Read the feed, route its lines, hold the barriers (module docstring)."""
+
+    def __init__(self, url: str, workers: int, batch_size: int = 1000) -> None:
+        self.url = url
+        self.n = workers
+        self.batch_size = batch_size
+        self.report = ShardedReport()
+        self.buffers: list[list[tuple[int, str, str | None, str]]] = [[] for _ in range(workers)]
+        self.globals: list[tuple[int, str, str | None, str]] = []
+        self.connections: list[Connection] = []
+        self.processes: list[Any] = []
+
+    # -------------------------------------------------------------- processes
+
+    def start(self) -> None:
+        context = multiprocessing.get_context("fork")
+        for index in range(self.n):
+            mine, theirs = context.Pipe()
+            process = context.Process(target=_serve, args=(self.url, theirs), daemon=True,
+                                      name=f"ledger-shard-{index}")
+            process.start()
+            theirs.close()
+            self.connections.append(mine)
+            self.processes.append(process)
+            # The first one brings the store to the current schema before the others open it.
+            if index == 0:
+                self._expect(0, "ready")
+        for index in range(1, self.n):
+            self._expect(index, "ready")
+
+    def _expect(self, index: int, kind: str) -> Any:
+        try:
+            message = self.connections[index].recv()
+        except (EOFError, OSError) as error:
+            raise WorkerGone(WorkerFailure(None, False, f"worker {index} ended: {error}", ""),
+                             RunReport()) from error
+        if message[0] == "failed":
+            raise WorkerGone(message[1], message[2])
+        if message[0] != kind:  # pragma: no cover - a protocol error
+            raise AssertionError(f"worker {index}: {message[0]} instead of {kind}")
+        return message[1]
+
+    def _check(self) -> None:
+        """A worker speaks unasked only to say it failed: then feed no one any more."""
+        for index, connection in enumerate(self.connections):
+            if connection.poll():
+                self._expect(index, "never")
+
+    def _send(self, index: int, message: tuple[str, Any]) -> None:
+        try:
+            self.connections[index].send(message)
+        except (BrokenPipeError, OSError):
+            self._expect(index, "never")  # the worker said why it stopped, or it died
+
+    # -------------------------------------------------------------- routing
+
+    def run(self, lines: Iterable[tuple[int, str]]) -> ShardedReport:
+        self.start()
+        try:
+            for number, text in lines:
+                self._route(number, text)
+            self._release_globals()
+            self._flush_all()
+            self._stop()
+        except WorkerGone as gone:
+            self.report.failure = gone.failure
+            self._merge(gone.report)
+            self._stop()
+        finally:
+            self._end()
+        self.report.rejected.sort(key=lambda r: r.line)
+        return self.report
+
+    def _route(self, number: int, text: str) -> None:
+        shards = route_text(text, self.n)
+        if shards is False:  # a line that routing alone cannot place: parse it here
+            try:
+                command = parse_line(text)
+            except LedgerError as error:
+                self.report.rejected.append(_rejection(number, *_raw_identity(text), error))
+                return
+            shards = route(command, self.n)
+        if shards is None:
+            self.globals.append((number, text, None, ""))
+            return
+        self._release_globals()
+        source, target = shards
+        if source == target:
+            buffer = self.buffers[source]
+            buffer.append((number, text, None, ""))
+            if len(buffer) >= self.batch_size:
+                self._flush(source)
+            return
+        self._transfer(number, text, source, target)
+
+    def _flush(self, index: int) -> None:
+        if self.buffers[index]:
+            self._check()
+            self._send(index, ("lines", self.buffers[index]))
+            self.buffers[index] = []
+
+    def _flush_all(self) -> None:
+        for index in range(self.n):
+            self._flush(index)
+
+    def _release_globals(self) -> None:
+        """The barrier before a run of reference or periodic lines (module docstring)."""
+        if not self.globals:
+            return
+        self._flush_all()
+        for index in range(1, self.n):
+            self._send(index, ("sync", None))
+        for index in range(1, self.n):
+            self._expect(index, "synced")
+        self._send(0, ("global", self.globals))
+        self._expect(0, "synced")
+        for index in range(1, self.n):
+            self._send(index, ("catch_up", None))
+        self.globals = []
+
+    def _leg(self, index: int, number: int, text: str, leg: str, verdict: str = "") -> Outcome:
+        self._flush(index)
+        self._send(index, ("leg", (number, text, leg, verdict)))
+        outcome: Outcome = self._expect(index, "leg")
+        return outcome
+
+    def _transfer(self, number: int, text: str, source: int, target: int) -> None:
+        """Out-leg, in-leg, and on a refusal the return leg (docs/sharding.md)."""
+        out = self._leg(source, number, text, "out")
+        if isinstance(out, Rejection):
+            self.report.rejected.append(out)
+            return
+        inward = self._leg(target, number, text, "in")
+        if not isinstance(inward, Rejection):
+            self._count(out)
+            return
+        back = self._leg(source, number, text, "return", inward.error)
+        if isinstance(back, Rejection):  # pragma: no cover - a return leg checks nothing
+            raise WorkerGone(WorkerFailure(number, False, back.message, ""), RunReport())
+        if out == ACKNOWLEDGED and back == ACKNOWLEDGED:
+            self._count(ACKNOWLEDGED)  # the whole transfer is a repeat
+        else:
+            self.report.rejected.append(inward)
+
+    def _count(self, outcome: Outcome) -> None:
+        if outcome == ACKNOWLEDGED:
+            self.report.acknowledged += 1
+        else:
+            self.report.applied += 1
+
+    # -------------------------------------------------------------- the end
+
+    def _stop(self) -> None:
+        for index, connection in enumerate(self.connections):
+            try:
+                connection.send(("stop", None))
+                message = connection.recv()
+            except (BrokenPipeError, EOFError, OSError):
+                if self.report.failure is None:
+                    self.report.failure = WorkerFailure(
+                        None, False, f"worker {index} ended without a report", "")
+                continue
+            if message[0] == "report":
+                self._merge(message[1])
+            elif message[0] == "failed":
+                if self.report.failure is None:
+                    self.report.failure = message[1]
+                self._merge(message[2])
+
+    def _merge(self, report: RunReport) -> None:
+        self.report.applied += report.applied
+        self.report.acknowledged += report.acknowledged
+        self.report.rejected.extend(report.rejected)
+
+    def _end(self) -> None:
+        for connection in self.connections:
+            connection.close()
+        for process in self.processes:
+            process.join(timeout=30)
+            if process.is_alive():  # pragma: no cover - a worker that does not stop
+                process.kill()
+                process.join()
+
+
+def run_sharded(url: str, lines: Iterable[tuple[int, str]], workers: int,
+                batch_size: int = 1000,
+                on_reject: Callable[[Rejection], None] | None = None) -> ShardedReport:
+    """Apply a feed with `workers` shard workers; return what happened (rejections by line)."""
+    report = Coordinator(url, workers, batch_size).run(lines)
+    if on_reject:
+        for rejection in report.rejected:
+            on_reject(rejection)
+    return report
+
+
+__all__ = ["Coordinator", "ShardedReport", "StoreUnavailableError", "WorkerFailure", "route",
+           "run_sharded"]
