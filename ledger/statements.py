@@ -11,8 +11,10 @@ One module for the CLI and the API (issue 12), computation and CSV writing both:
   read from the read model `projection_journal` (indexed by account), brought up to the log
   first (`projections.runner.run`), never summed by reading every event.
 - `journal(...)`: every posting of every account event with `from ≤ at ≤ to`, one row each.
-  A transfer's two lines travel in both `TransferredOut` and `TransferredIn`: they are listed
-  once, with `TransferredOut`, so every event's lines sum to zero per asset.
+  Each leg of a transfer (out, in, return) carries its own pair of lines through
+  `system:transit` (docs/sharding.md); in stores written before that, one pair travels in both
+  `TransferredOut` and `TransferredIn` and is listed once, with `TransferredOut`. Either way
+  every event's lines sum to zero per asset.
 
 Amounts are exact decimal strings (`to_str`); times RFC 3339 (`format_at`).
 """
@@ -30,7 +32,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ledger.domain.ids import account_id
-from ledger.domain.postings import SYSTEM_ACCOUNTS
+from ledger.domain.postings import SYSTEM_ACCOUNTS, SYSTEM_TRANSIT
 from ledger.errors import InvalidInputError, UnknownAccountError
 from ledger.numbers import ZERO, to_str
 from ledger.times import format_at, from_micros, to_micros
@@ -223,9 +225,10 @@ def journal(ledger: Ledger, engine: Engine, when: Period) -> list[dict[str, Any]
     for key in order:
         event = events[key]
         kind = type(event).__name__
-        if kind == "TransferredIn":
-            continue  # its lines are the TransferredOut's, listed there
-        for line, posting in enumerate(getattr(event, "postings", None) or ()):
+        postings = getattr(event, "postings", None) or ()
+        if kind == "TransferredIn" and all(p.account != SYSTEM_TRANSIT for p in postings):
+            continue  # a store written before issue 11: the TransferredOut's lines, listed there
+        for line, posting in enumerate(postings):
             rows.append({"at": format_at(event.at), "event": kind, "event_account": key[0],
                          "version": key[1], "id": getattr(event, "command_id", None),
                          "line": line, "account": posting.account, "asset": posting.asset,

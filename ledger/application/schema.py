@@ -163,12 +163,27 @@ def stamp_if_legacy(url: str) -> bool:
     if current(url) is not None:
         return False
     from alembic import command
-    from sqlalchemy import inspect
+    from sqlalchemy import inspect, text
 
     engine = create_engine(url)
     try:
         with engine.connect() as connection:
-            tables = set(inspect(connection).get_table_names())
+            locked = is_postgres(url)
+            if locked:
+                # Decide under the lock the migrations hold (migrations/env.py): a store that
+                # another process is creating right now is not a legacy one. Without it, a
+                # process could see that store's tables just committed, take it for legacy and
+                # stamp it back to 0001 (N shard workers started together on an empty database).
+                connection.execute(text("SELECT pg_advisory_lock(:id)"),
+                                   {"id": ADVISORY_LOCK_ID})
+            try:
+                if current(url) is not None:
+                    return False
+                tables = set(inspect(connection).get_table_names())
+            finally:
+                if locked:
+                    connection.execute(text("SELECT pg_advisory_unlock(:id)"),
+                                       {"id": ADVISORY_LOCK_ID})
     finally:
         engine.dispose()
     expected = set(legacy_tables(url))

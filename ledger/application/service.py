@@ -172,16 +172,25 @@ class Ledger(Application[UUID]):
             if self.money.leg not in (None, "out"):  # a later leg of a transfer (shards.py)
                 key = f"{key}{c.KEY_SEPARATOR}{self.money.leg}"
             prior = self._prior(key)
+            resume = (bool(prior) and prior == digest and isinstance(command, c.TransferCmd)
+                      and self.money.leg is None and self._unfinished_transfer(command, key))
+            if self.money.leg == "in" and not prior and self._prior(
+                    key.removesuffix("in") + "return"):
+                # The destination refused this transfer before and its money went back: a
+                # repeat of the transfer finds it finished and records no in-leg now.
+                return ACKNOWLEDGED
         except Exception as error:
             raise_store_error(error)
             raise
-        if prior:
+        if prior and not resume:
             if prior == digest or isinstance(command, c.PeriodicCmd):
                 return ACKNOWLEDGED
             raise IdConflictError(self._conflict(command, key, content))
         uow = self.uow
         mark = uow.savepoint()
         self.money.legs_done = ()
+        if resume:
+            self.money.leg = "resume"  # only the in-leg (and a return leg if it is refused)
         try:
             try:
                 outcome = handler(command)
@@ -196,7 +205,7 @@ class Ledger(Application[UUID]):
             if getattr(error, "keeps_changes", False):
                 # A transfer the destination refused keeps its out- and return legs (the
                 # transfer is done, money back at the source) and reports the refusal.
-                self._finish(command, key, digest, content)
+                self._finish(command, key, digest, content, known=resume)
                 raise
             if uow.changed_since(mark):
                 uow.abandon(mark)  # refused after a change: it must leave nothing
@@ -208,20 +217,26 @@ class Ledger(Application[UUID]):
                 uow.abandon(mark)
             raise_store_error(error)
             raise
+        finally:
+            if resume:
+                self.money.leg = None
         if outcome == APPLIED:
-            self._finish(command, key, digest, content)
+            self._finish(command, key, digest, content, known=resume)
         else:
             uow.finish_command()
             if not uow.in_batch:
                 uow.flush()
         return outcome
 
-    def _finish(self, command: c.Command, key: str, digest: str, content: str) -> None:
+    def _finish(self, command: c.Command, key: str, digest: str, content: str,
+                known: bool = False) -> None:
         """Keep an applied command: its idempotency key (and those of the transfer legs it
-        recorded, so that shard workers acknowledge them too), then write unless batched."""
+        recorded, so that shard workers acknowledge them too), then write unless batched.
+        `known`: the key is stored already (a transfer resumed after its out-leg)."""
         uow = self.uow
         uow.finish_command()
-        uow.remember_key(key, digest, command.at, content)
+        if not known:
+            uow.remember_key(key, digest, command.at, content)
         for leg in self.money.legs_done:
             uow.remember_key(f"{key}{c.KEY_SEPARATOR}{leg}", digest, command.at, content)
         if not uow.in_batch:
@@ -249,6 +264,26 @@ class Ledger(Application[UUID]):
         fields = c.differing_fields(json.loads(first), json.loads(content))
         return (f"id {identifier!r} was used by a different command "
                 f"({', '.join(fields)} {'differs' if len(fields) == 1 else 'differ'})")
+
+    def _unfinished_transfer(self, command: c.TransferCmd, key: str) -> bool:
+        """Tell whether a transfer whose key is stored stopped after its out-leg: a shard
+        worker committed the out-leg, then the run stopped before the in- or return leg.
+
+        Its money waits in `system:transit`; any later run (one process or any number of
+        workers) finishes it, so events never depend on where a feed was split. A transfer
+        recorded before the legs existed has no leg keys either, but its `TransferredOut`
+        posts straight to the destination: it is finished."""
+        sep = c.KEY_SEPARATOR
+        if self._prior(f"{key}{sep}in") or self._prior(f"{key}{sep}return"):
+            return False
+        from ledger.domain.ids import account_id
+        from ledger.domain.postings import SYSTEM_TRANSIT
+
+        for event in self.account_history(account_id(command.from_)):
+            if (isinstance(event, Account.TransferredOut)
+                    and event.command_id == command.id):
+                return any(p.account == SYSTEM_TRANSIT for p in event.postings)
+        return False
 
     def _prior(self, key: str) -> str:
         seen = self.uow.keys

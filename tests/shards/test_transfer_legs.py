@@ -107,3 +107,66 @@ def test_a_refusal_of_the_source_records_nothing(ledger: Ledger) -> None:
         send(ledger, type="transfer", at="2025-01-01T01:00:00Z", id="t1",
              **{"from": "alice"}, to="nobody", asset="USDT", amount="100.01")
     assert queries.events(ledger, "alice") == before
+
+
+# ------------------------------------------------------------ found in review (issue 11)
+
+
+def _balances(ledger: Ledger, name: str) -> dict[str, str]:
+    return dict(queries.state(ledger, name)["balances"])
+
+
+def test_a_transfer_stopped_after_its_out_leg_is_finished_by_any_later_run(
+        store_url: str) -> None:
+    """A shard worker committed the out-leg of t1, then the run stopped (killed). The same
+    feed run again by ONE process must finish the transfer (in-leg: bob +40), not acknowledge
+    it with 40 left in system:transit for good."""
+    from ledger.application.workers import ShardWorker
+
+    app = Ledger(store_url)
+    send(app, type="asset", at=T0, asset="USDT", precision=8)
+    for name in ("alice", "bob"):
+        send(app, type="open_account", at=T0, account=name, mode="single_asset")
+    send(app, type="deposit", at=T0, id="d1", account="alice", asset="USDT", amount="100")
+    app.close()
+    t1 = json.dumps({"type": "transfer", "at": "2025-01-01T01:00:00Z", "id": "t1",
+                     "from": "alice", "to": "bob", "asset": "USDT", "amount": "40"})
+    worker = ShardWorker(store_url)
+    assert worker.apply([(5, t1, "out", "")]) == [APPLIED]
+    worker.ledger.close()
+
+    again = Ledger(store_url)
+    assert again.handle(parse_line(t1)) == APPLIED  # the in-leg, now
+    assert _balances(again, "alice") == {"USDT": "60"}
+    assert _balances(again, "bob") == {"USDT": "40"}
+    assert again.handle(parse_line(t1)) == ACKNOWLEDGED  # finished: nothing more
+    assert _balances(again, "bob") == {"USDT": "40"}
+    again.close()
+
+
+def test_a_refused_transfer_repeated_after_the_destination_opened_creates_no_money(
+        store_url: str) -> None:
+    """t1 to bob is refused (bob unknown): out- and return legs. bob then opens, and the same
+    t1 comes again. One process acknowledges it; a shard worker asked for the in-leg must
+    acknowledge it too (bob stays empty), or system:transit would pay bob 40 it never got."""
+    from ledger.application.workers import ShardWorker
+
+    app = Ledger(store_url)
+    send(app, type="asset", at=T0, asset="USDT", precision=8)
+    send(app, type="open_account", at=T0, account="alice", mode="single_asset")
+    send(app, type="deposit", at=T0, id="d1", account="alice", asset="USDT", amount="100")
+    t1 = {"type": "transfer", "at": "2025-01-01T01:00:00Z", "id": "t1", "from": "alice",
+          "to": "bob", "asset": "USDT", "amount": "40"}
+    with pytest.raises(UnknownAccountError):
+        send(app, **t1)
+    send(app, type="open_account", at="2025-01-01T00:30:00Z", account="bob",
+         mode="single_asset")
+    assert send(app, **t1) == ACKNOWLEDGED
+    app.close()
+    worker = ShardWorker(store_url)
+    text = json.dumps(t1)
+    assert worker.apply([(6, text, "out", "")]) == [ACKNOWLEDGED]
+    assert worker.apply([(6, text, "in", "")]) == [ACKNOWLEDGED]
+    assert _balances(worker.ledger, "alice") == {"USDT": "100"}
+    assert _balances(worker.ledger, "bob") == {}
+    worker.ledger.close()

@@ -103,7 +103,8 @@ class MoneyCommands(Handlers):
         elif self.leg == "return":
             self._leg_return(cmd, self.verdict)
         else:
-            self._leg_out(cmd)
+            if self.leg != "resume":  # resume: the out-leg is stored, the rest is not
+                self._leg_out(cmd)
             try:
                 self._leg_in(cmd)
             except LedgerError as error:
