@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,23 @@ def ledger(*args: str, cwd: Path, stdin: str | None = None, timeout: float = 120
     """Run `ledger ARGS…` in `cwd`; return the finished process (text stdout and stderr)."""
     return subprocess.run([str(LEDGER), *args], cwd=cwd, input=stdin, capture_output=True,
                           text=True, timeout=timeout, env=env(), check=False)
+
+
+def wait_until_serving(base: str, process: subprocess.Popen[bytes], log: Path | None = None,
+                       seconds: float = 60) -> None:
+    """Wait until `ledger serve` at `base` answers /healthz; fail (with its log) if it exits
+    or does not answer within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(base + "/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        said = log.read_text() if log is not None else "ledger serve did not answer"
+        assert process.poll() is None, said
+        assert time.monotonic() < deadline, said
+        time.sleep(0.2)
 
 
 def write_feed(path: Path, commands: list[dict[str, Any]]) -> Path:

@@ -6,13 +6,21 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from urllib.parse import urlparse, urlunparse
 
-import httpx
 import pytest
-from api_support import FEED, LEDGER, MAX_BODY, Server, env, free_port, ledger, write_feed
+from api_support import (
+    FEED,
+    LEDGER,
+    MAX_BODY,
+    Server,
+    env,
+    free_port,
+    ledger,
+    wait_until_serving,
+    write_feed,
+)
 
 PG_URL = os.environ.get("LEDGER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -60,16 +68,7 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             [str(LEDGER), "--db", db, "serve", "--port", str(port), "--max-body",
              str(MAX_BODY)], cwd=directory, stdout=sink, stderr=subprocess.STDOUT, env=env())
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.2)
+    wait_until_serving(base, process, log)
     yield Server(base, db, directory, process, log, tokens)
     process.terminate()
     process.wait(timeout=30)

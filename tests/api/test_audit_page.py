@@ -22,7 +22,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,6 +32,7 @@ from urllib.parse import urlparse, urlunparse
 
 import httpx
 import pytest
+from api_support import wait_until_serving
 
 from ledger.display import places_of, rounded
 
@@ -143,16 +143,7 @@ def demo_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
                                    env=_env())
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+        wait_until_serving(base, process, log)
         yield Served(base, db, token, service_token)
     finally:
         process.terminate()

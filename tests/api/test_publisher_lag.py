@@ -8,12 +8,11 @@ import asyncio
 import os
 import re
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-from api_support import FEED, LEDGER, env, free_port, ledger, write_feed
+from api_support import FEED, LEDGER, env, free_port, ledger, wait_until_serving, write_feed
 
 NATS_URL = os.environ.get("LEDGER_TEST_NATS_URL", "nats://127.0.0.1:4222")
 
@@ -55,15 +54,7 @@ def test_publisher_lag_is_the_head_minus_the_last_published_position(tmp_path: P
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env())
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and process.poll() is None
-            time.sleep(0.2)
+        wait_until_serving(base, process)
         logged = int(httpx.get(base + "/healthz", timeout=10).json()["log_position"])
         metrics = httpx.get(base + "/metrics", timeout=30).text
         found = re.search(r"^ledger_publisher_lag ([-0-9.e+]+)$", metrics, re.M)
