@@ -33,6 +33,7 @@ from urllib.parse import urlparse, urlunparse
 import httpx
 import pytest
 from api_support import wait_until_serving
+from store_tamper import tamper
 
 from ledger.display import places_of, rounded
 
@@ -503,33 +504,6 @@ def test_the_page_needs_no_token_and_allows_no_third_party(demo_server: Served) 
     assert "/audit" not in httpx.get(demo_server.base + "/openapi.json").json()["paths"]
 
 
-def _tamper(url: str, account: str, version: int, old: bytes, new: bytes) -> None:
-    """Edit one stored event of `account` behind the ledger's back (its hash no longer fits)."""
-    from ledger.domain.ids import account_id
-
-    stream = account_id(account)
-    if url.startswith("sqlite:"):
-        import sqlite3
-
-        from ledger.application.store import sqlite_path
-
-        with sqlite3.connect(sqlite_path(url)) as conn:
-            (state,) = conn.execute("SELECT state FROM stored_events WHERE originator_id = ? AND "
-                                    "originator_version = ?", (stream.hex, version)).fetchone()
-            assert old in state
-            conn.execute("UPDATE stored_events SET state = ? WHERE originator_id = ? AND "
-                         "originator_version = ?", (state.replace(old, new), stream.hex, version))
-        return
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute("SELECT state FROM ledger_events WHERE originator_id = %s AND "
-                           "originator_version = %s", (stream, version)).fetchone()
-        assert row is not None and old in bytes(row[0])
-        conn.execute("UPDATE ledger_events SET state = %s WHERE originator_id = %s AND "
-                     "originator_version = %s", (bytes(row[0]).replace(old, new), stream, version))
-
-
 def test_a_broken_chain_is_shown_and_marked_on_its_account(
         demo_server: Served, browser: Browser) -> None:
     """Last on each backend, as it spoils the store: acct0001's deposit is edited in the
@@ -542,7 +516,7 @@ def test_a_broken_chain_is_shown_and_marked_on_its_account(
                    if event["type"] == "Deposited")
     amount = deposit["amount"].encode()
     # The lean row stores the hashed body as it is (docs/architecture.md): edit the amount there.
-    _tamper(demo_server.db, victim, deposit["version"], b'"amount":"' + amount + b'"',
+    tamper(demo_server.db, victim, deposit["version"], b'"amount":"' + amount + b'"',
             b'"amount":"9' + amount + b'"')
     verify = demo_server.api("/v1/verify").json()
     assert [(b["stream"], b["version"]) for b in verify["breaks"]] == [

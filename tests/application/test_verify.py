@@ -6,37 +6,15 @@ of that account breaks at exactly that version, and the other accounts stay inta
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
-import psycopg
+from store_tamper import tamper
 
 from ledger.application import queries
 from ledger.application.feed import read_lines, run_feed
 from ledger.application.service import Ledger
-from ledger.application.store import sqlite_path
-from ledger.domain.ids import account_id
 
 FEED = Path(__file__).parent.parent / "scenarios" / "funding-8h" / "feed.jsonl"
-
-
-def _tamper(url: str, name: str, version: int, old: bytes, new: bytes) -> None:
-    stream = account_id(name)
-    if url.startswith("sqlite:"):
-        with sqlite3.connect(sqlite_path(url)) as conn:
-            (state,) = conn.execute(
-                "SELECT state FROM stored_events WHERE originator_id = ? AND "
-                "originator_version = ?", (stream.hex, version)).fetchone()
-            assert old in state
-            conn.execute("UPDATE stored_events SET state = ? WHERE originator_id = ? AND "
-                         "originator_version = ?", (state.replace(old, new), stream.hex, version))
-        return
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute("SELECT state FROM ledger_events WHERE originator_id = %s AND "
-                           "originator_version = %s", (stream, version)).fetchone()
-        assert row is not None and old in bytes(row[0])
-        conn.execute("UPDATE ledger_events SET state = %s WHERE originator_id = %s AND "
-                     "originator_version = %s", (bytes(row[0]).replace(old, new), stream, version))
 
 
 def test_verify_names_the_first_break_of_an_edited_chain(store_url: str) -> None:
@@ -48,7 +26,7 @@ def test_verify_names_the_first_break_of_an_edited_chain(store_url: str) -> None
                      if e["type"] == "Deposited")
     assert deposited["amount"] == "10000"
     # bob's deposit of 10,000 becomes 90,000 in the store (postings edited alike).
-    _tamper(store_url, "bob", deposited["version"], b'"10000"', b'"90000"')
+    tamper(store_url, "bob", deposited["version"], b'"10000"', b'"90000"')
     accounts, events, breaks = queries.verify(Ledger(store_url))
     assert [(b.account, b.version) for b in breaks] == [("bob", deposited["version"])]
     assert "hash" in breaks[0].reason
