@@ -118,7 +118,13 @@ def parse_decimal(text: str) -> Decimal:
 
 def quantum(places: int) -> Decimal:
     """Return 10^-places, the smallest step of an amount with `places` decimals."""
-    return ONE.scaleb(-places)
+    step = _QUANTA.get(places)
+    if step is None:
+        step = _QUANTA[places] = ONE.scaleb(-places)
+    return step
+
+
+_QUANTA: dict[int, Decimal] = {}  # the steps are few and immutable: each is built once
 
 
 def round_paid(amount: Decimal, places: int) -> Decimal:
@@ -174,14 +180,14 @@ def to_str(value: Decimal) -> str:
 
     Examples: Decimal("100") → "100"; Decimal("1.50") → "1.5"; Decimal("-0") → "0".
     """
-    if value == ZERO:
-        return "0"
     text = str(value)  # plain notation unless the exponent is positive or the value tiny
     if "E" in text:
+        if value == ZERO:
+            return "0"
         text = format(value, "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")
-    return text
+    return "0" if text == "-0" else text  # a zero prints alike whatever its sign and places
 
 
 def opt_str(value: Decimal | None) -> str | None:

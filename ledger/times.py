@@ -24,6 +24,9 @@ def parse_at(text: str) -> datetime:
     """Parse an RFC 3339 time with a zone into UTC; raise ValueError otherwise."""
     if not isinstance(text, str) or not _RFC3339.match(text):
         raise ValueError(f"not an RFC 3339 time: {text!r}")
+    if len(text) == 20 and text[10] == "T" and text[19] == "Z":
+        # The common form, whole seconds in UTC: `fromisoformat` reads it as it is.
+        return datetime.fromisoformat(text)
     normalised = text.replace("z", "Z").replace("Z", "+00:00").replace("t", "T")
     fraction = re.search(r"\.([0-9]+)", normalised)
     if fraction and len(fraction.group(1)) > 6:
@@ -40,10 +43,12 @@ def parse_at(text: str) -> datetime:
 @lru_cache(maxsize=4096)
 def format_at(at: datetime) -> str:
     """Print a UTC time as RFC 3339 with `Z` (fractional seconds only when present)."""
-    at = at.astimezone(UTC)
-    text = f"{at.year:04d}" + at.strftime("-%m-%dT%H:%M:%S")  # %Y drops zeros before 1000
+    if at.tzinfo is not UTC:
+        at = at.astimezone(UTC)
+    # isoformat writes YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00 (the year always with 4 digits)
+    text = at.isoformat()[:-6]
     if at.microsecond:
-        text += "." + f"{at.microsecond:06d}".rstrip("0")
+        text = text.rstrip("0")
     return text + "Z"
 
 

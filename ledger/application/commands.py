@@ -22,10 +22,12 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
 
+import orjson
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -35,6 +37,7 @@ from pydantic import (
     model_validator,
 )
 
+from ledger.domain.chain import canonical_json, text_hash
 from ledger.errors import InvalidInputError
 from ledger.numbers import (
     MAX_AMOUNT,
@@ -272,6 +275,8 @@ BufferRate = Annotated[Decimal, bounded(ZERO, Decimal("0.5"))]
 Shock = Annotated[Decimal, bounded(-ONE, TEN, low_open=True)]
 Factor = Annotated[Decimal, bounded(ZERO, HUNDRED)]
 """A multiplier or level in [0, 100] (extreme_factor, multiplier, imr_factor, levels)."""
+MarkIv = Annotated[Decimal, bounded(ZERO, TEN, low_open=True)]
+"""An option's implied volatility in (0, 10]."""
 Int = Annotated[int, BeforeValidator(_integer)]
 At = Annotated[datetime, BeforeValidator(_time)]
 Name = Annotated[str, BeforeValidator(_name)]
@@ -289,9 +294,13 @@ class Command(BaseModel):
     """Fields added after stores were written, with their defaults: left out of the content
     while at their default, so a command re-run against an older store keeps its digest."""
 
+    FLAT: ClassVar[bool] = False
+    """Every field is a plain value (no nested model, no list): the content is the model's
+    own dict, as `model_dump` would copy it."""
+
     def content(self) -> dict[str, Any]:
         """Return the parsed content, defaults applied (what "same content" compares)."""
-        data = self.model_dump()
+        data = dict(self.__dict__) if self.FLAT else self.model_dump()
         for name, default in self.ADDED_DEFAULTS.items():
             if data.get(name) == default:
                 del data[name]
@@ -461,14 +470,16 @@ OPTION_ONLY = ("option_type", "strike", "fee_cap_rate", "option_a", "option_b", 
 
 class MarkPriceCmd(Command):
     TYPE = "mark_price"
+    FLAT = True
     symbol: Name
     price: Price
-    mark_iv: Annotated[Decimal, bounded(ZERO, TEN, low_open=True)] | None = None  # options
+    mark_iv: MarkIv | None = None  # options
     ADDED_DEFAULTS = {"mark_iv": None}
 
 
 class IndexPriceCmd(Command):
     TYPE = "index_price"
+    FLAT = True
     asset: Name
     price: Price
 
@@ -574,6 +585,7 @@ class ChangeModeCmd(Command):
 
 class DepositCmd(Command):
     TYPE = "deposit"
+    FLAT = True
     id: Name
     account: Name
     asset: Name
@@ -582,6 +594,7 @@ class DepositCmd(Command):
 
 class WithdrawCmd(Command):
     TYPE = "withdraw"
+    FLAT = True
     id: Name
     account: Name
     asset: Name
@@ -590,6 +603,7 @@ class WithdrawCmd(Command):
 
 class TransferCmd(Command):
     TYPE = "transfer"
+    FLAT = True
     id: Name
     from_: Name
     to: Name
@@ -617,6 +631,7 @@ class TransferCmd(Command):
 
 class FillCmd(Command):
     TYPE = "fill"
+    FLAT = True
     id: Name
     account: Name
     symbol: Name
@@ -788,7 +803,19 @@ def _describe(error: ValidationError) -> str:
 
 
 def parse_line(text: str) -> Command:
-    """Parse one feed line (JSON) into a command, or raise `InvalidInputError`."""
+    """Parse one feed line (JSON) into a command, or raise `InvalidInputError`.
+
+    The hottest commands (fills, prices, money movements) take a fast path first
+    (`fast_command`); whatever it is not sure of goes the full way, which alone words errors."""
+    command = fast_command(text)
+    if command is not None:
+        return command
+    return parse_line_strictly(text)
+
+
+def parse_line_strictly(text: str) -> Command:
+    """Parse one feed line through the command models (the reference path, and the only one
+    that reports errors)."""
     try:
         data = load_line(text)
     except (ValueError, RecursionError) as error:
@@ -797,6 +824,181 @@ def parse_line(text: str) -> Command:
             message = message[:SHOWN] + "…"
         raise InvalidInputError(f"not a JSON object: {message}") from None
     return parse_command(data)
+
+
+# ----------------------------------------------------------------------------- fast path
+#
+# Issue 11: most of a feed is fills and prices, and the pydantic models cost more than the
+# rest of parsing. `fast_command` accepts a flat line of a hot type when every field passes the
+# very checks the model runs (the same functions: `_name`, `_time`, the `bounded` checks) and
+# builds the model without running them again. It never decides a refusal: on anything it is
+# not sure of it answers None and the line goes through `parse_line_strictly`, which words the
+# error. A property test (tests/properties/test_fast_path.py) compares both on random lines.
+
+Check = Any  # a field check: returns the value to keep or raises ValueError
+
+
+def _check_of(annotated: Any) -> Check:
+    """The check function of an `Annotated[..., BeforeValidator(check)]` field type."""
+    return annotated.__metadata__[0].func
+
+
+def _optional(check: Check) -> Check:
+    def optional(value: Any) -> Any:
+        return None if value is None else check(value)
+
+    return optional
+
+
+def _literal(*allowed: str) -> Check:
+    def literal(value: Any) -> Any:
+        if type(value) is not str or value not in allowed:
+            raise ValueError("not allowed")
+        return value
+
+    return literal
+
+
+def _strict_bool(value: Any) -> bool:
+    if type(value) is not bool:
+        raise ValueError("not a bool")
+    return value
+
+
+def _any_text(value: Any) -> str:
+    if type(value) is not str:
+        raise ValueError("not a string")
+    return value
+
+
+def _remembered(check: Check, size: int = 4096) -> Check:
+    """The same check, remembering its answers for recent texts (a feed repeats its prices,
+    quantities and names; a `Decimal` is immutable, so sharing one is safe)."""
+    answers: dict[Any, Any] = {}
+
+    def remembered(value: Any) -> Any:
+        answer = answers.get(value) if type(value) is str else None
+        if answer is None:
+            answer = check(value)
+            if type(value) is str:
+                if len(answers) >= size:
+                    answers.clear()
+                answers[value] = answer
+        return answer
+
+    return remembered
+
+
+def _fast_name(value: Any) -> Any:
+    """`_name` with its common case first: printable ASCII without spaces at either end."""
+    if (type(value) is str and 0 < len(value) <= MAX_NAME and value.isascii()
+            and value.isprintable() and value[0] != " " and value[-1] != " "):
+        return value
+    return _name(value)
+
+
+@dataclass(frozen=True)
+class _FastModel:
+    model: type[Command]
+    checks: dict[str, Check]  # by JSON name (`from` for `from_`)
+    required: frozenset[str]  # JSON names
+    defaults: dict[str, Any]  # field name → default, in the model's field order
+
+
+_FIELD_CHECKS: dict[str, _FastModel] = {}
+
+
+def _fast(model: type[Command], checks: dict[str, Check]) -> None:
+    """Register a model for the fast path: a check per field (every field of the model, the
+    JSON name of each: `from` for `from_`)."""
+    fields = model.model_fields
+    names = {"from" if name == "from_" else name for name in fields}
+    assert names == set(checks), (model, names ^ set(checks))
+    assert not model.__pydantic_post_init__ and model.model_config.get("extra") == "forbid"
+    required = frozenset("from" if name == "from_" else name
+                         for name, info in fields.items() if info.is_required())
+    defaults = {name: (None if info.is_required() else info.get_default())
+                for name, info in fields.items()}
+    _FIELD_CHECKS[model.TYPE] = _FastModel(model, checks, required, defaults)
+
+
+def _construct(spec: _FastModel, values: dict[str, Any]) -> Command:
+    """Build a model from checked values as `model_construct` does (defaults for the fields
+    not given, which are not in `model_fields_set`), without its generic alias handling."""
+    command = object.__new__(spec.model)
+    fields_set = set(values)
+    data = {name: values[name] if name in fields_set else default
+            for name, default in spec.defaults.items()}
+    object.__setattr__(command, "__dict__", data)
+    object.__setattr__(command, "__pydantic_fields_set__", fields_set)
+    object.__setattr__(command, "__pydantic_extra__", None)
+    object.__setattr__(command, "__pydantic_private__", None)
+    return command
+
+
+_NAME = _remembered(_fast_name)
+_AT = _time
+_fast(FillCmd, {
+    "type": _any_text, "at": _AT, "id": _NAME, "account": _NAME, "symbol": _NAME,
+    "side": _literal("buy", "sell"), "qty": _remembered(_check_of(Qty)), "price": _remembered(_check_of(Price)),
+    "liquidity": _literal("taker", "maker"), "fee": _optional(_remembered(_check_of(SignedAmount))),
+    "margin_type": _literal("cross", "isolated"), "leverage": _optional(_remembered(_check_of(Leverage))),
+    "liquidation": _strict_bool})
+_fast(MarkPriceCmd, {
+    "type": _any_text, "at": _AT, "symbol": _NAME, "price": _remembered(_check_of(Price)),
+    "mark_iv": _optional(_remembered(_check_of(MarkIv)))})
+_fast(IndexPriceCmd, {"type": _any_text, "at": _AT, "asset": _NAME, "price": _remembered(_check_of(Price))})
+_fast(DepositCmd, {"type": _any_text, "at": _AT, "id": _NAME, "account": _NAME, "asset": _NAME,
+                   "amount": _remembered(_check_of(Amount))})
+_fast(WithdrawCmd, {"type": _any_text, "at": _AT, "id": _NAME, "account": _NAME, "asset": _NAME,
+                    "amount": _remembered(_check_of(Amount))})
+_fast(TransferCmd, {"type": _any_text, "at": _AT, "id": _NAME, "from": _NAME, "to": _NAME, "asset": _NAME,
+                    "amount": _remembered(_check_of(Amount))})
+
+
+def fast_command(text: str) -> Command | None:
+    """Return the command of a well-formed flat line of a hot type, or None (then the line
+    takes the full path, `parse_line_strictly`, which decides and words any refusal)."""
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:  # NaN, lone surrogates, …: the full path decides
+        return None
+    if type(data) is not dict:
+        return None
+    kind = data.get("type")
+    spec = _FIELD_CHECKS.get(kind) if type(kind) is str else None
+    if spec is None:
+        return None
+    # orjson keeps the last of repeated keys where the full path refuses the line. With no
+    # quote or backslash in any key or text value, every `"` of the line delimits one: four per
+    # text member, two per other member; a repeated key adds more than the object holds.
+    checks = spec.checks  # the keys allowed: none holds a quote or a backslash
+    values: dict[str, Any] = {}
+    quotes = 0
+    try:
+        for key, value in data.items():
+            check = checks.get(key)
+            if check is None:
+                return None
+            form = type(value)
+            if form is str:
+                if '"' in value or "\\" in value:
+                    return None
+                quotes += 4
+            elif value is None or form is bool:
+                quotes += 2
+            else:
+                return None  # a number (the full path keeps its literal text), a list, …
+            values[key] = check(value)
+    except (ValueError, TypeError, ArithmeticError):
+        return None
+    if quotes != text.count('"') or not spec.required <= values.keys():
+        return None
+    if "from" in values:
+        values["from_"] = values.pop("from")
+        if values["from_"] == values["to"]:
+            return None
+    return _construct(spec, values)
 
 
 # ----------------------------------------------------------------------------- keys
@@ -837,6 +1039,14 @@ def idempotency_key(command: Command) -> str | None:
     if identifier is None or account is None:
         return None
     return f"{command.type}{KEY_SEPARATOR}{_parts(account, identifier)}"
+
+
+def identity(command: Command) -> tuple[str, str, str]:
+    """Return (canonical content, its SHA-256, idempotency key) of a command: what the
+    service compares a repeat by and stores with it (computed once per command)."""
+    content = canonical_json(command.content())
+    digest = text_hash(content)
+    return content, digest, idempotency_key(command) or repeat_key(command, digest)
 
 
 def periodic_prefix(kind: str) -> str:

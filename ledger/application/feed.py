@@ -22,10 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ledger.application.commands import Command, cut, idempotency_key, parse_line, repeat_key
+from ledger.application.commands import Command, cut, identity, parse_line
 from ledger.application.service import ACKNOWLEDGED, Ledger
 from ledger.application.unit_of_work import is_store_error
-from ledger.domain.chain import content_hash
 from ledger.errors import ConcurrentWriteError, LedgerError, StoreUnavailableError
 
 
@@ -151,16 +150,16 @@ def _run_chunk(
     that fails part-way has the commands before it written (`Ledger.handle`). A write conflict
     leaves nothing of the uncommitted part: it is run again on a fresh view (bounded)."""
     parsed: list[tuple[int, str, Command | LedgerError]] = []
-    keys = []
+    identities: dict[int, tuple[str, str, str]] = {}  # by position in `parsed`
     for number, text in chunk:
         try:
             command = parse_line(text)
         except LedgerError as error:
             parsed.append((number, text, error))
             continue
+        identities[len(parsed)] = identity(command)
         parsed.append((number, text, command))
-        key = idempotency_key(command) or repeat_key(command, content_hash(command.content()))
-        keys.append(key)
+    keys = [key for _, _, key in identities.values()]
     start = 0  # parsed[:start] are durable and reported
     for attempt in range(1, WRITE_ATTEMPTS + 1):
         outcomes: list[str | Rejection] = []
@@ -173,12 +172,13 @@ def _run_chunk(
         try:
             ledger.prefetch_keys(keys)
             with ledger.batch():
-                for number, text, item in parsed[start:]:
+                for position in range(start, len(parsed)):
+                    number, text, item = parsed[position]
                     if isinstance(item, LedgerError):
                         outcomes.append(_rejection(number, *_raw_identity(text), item))
                         continue
                     try:
-                        outcomes.append(ledger.handle(item))
+                        outcomes.append(ledger.handle(item, identities[position]))
                     except LedgerError as error:
                         outcomes.append(_rejection(number, *_identity(item), error))
         except ConcurrentWriteError:

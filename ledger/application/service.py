@@ -50,7 +50,6 @@ from ledger.application.unit_of_work import (
     raise_store_error,
 )
 from ledger.domain.account import Account
-from ledger.domain.chain import canonical_json, text_hash
 from ledger.domain.postings import Posting
 from ledger.errors import IdConflictError, InvalidInputError, LedgerError
 from ledger.rules import margin as rules
@@ -153,8 +152,10 @@ class Ledger(Application[UUID]):
 
     # ------------------------------------------------------------------ dispatch
 
-    def handle(self, command: c.Command) -> str:
-        """Apply one command; return "applied" or "acknowledged" (a repeat).
+    def handle(self, command: c.Command,
+               identity: tuple[str, str, str] | None = None) -> str:
+        """Apply one command; return "applied" or "acknowledged" (a repeat). `identity`:
+        its `commands.identity` when the caller has it already (the feed runner).
 
         A command is one unit: inside a batch, its events and index rows join the batch's
         transaction; if it fails after it has changed anything (a rejection found late, an
@@ -166,9 +167,7 @@ class Ledger(Application[UUID]):
         try:
             # Idempotency before anything reads the store (DESIGN 6.11 check order): money
             # commands by (type, account, id), periodic ones by `at`, the rest by content.
-            content = canonical_json(command.content())
-            digest = text_hash(content)
-            key = c.idempotency_key(command) or c.repeat_key(command, digest)
+            content, digest, key = identity or c.identity(command)
             if self.money.leg not in (None, "out"):  # a later leg of a transfer (shards.py)
                 key = f"{key}{c.KEY_SEPARATOR}{self.money.leg}"
             prior = self._prior(key)

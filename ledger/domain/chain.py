@@ -64,10 +64,33 @@ def canonical_bytes(value: Any) -> bytes:
     escapes of control characters as the standard library with `ensure_ascii=False`); what it
     refuses (integers beyond 64 bits, keys that are not text) goes through the standard
     library's encoder, which defines the form (tests/application/test_lean_hashes.py)."""
+    if type(value) is dict:
+        value = plain_fields(value)
     try:
         return orjson.dumps(value, default=_default, option=_FAST)
     except TypeError:  # orjson.JSONEncodeError is a TypeError
         return _ENCODER.encode(value).encode()
+
+
+def _plain(value: Any) -> Any:
+    """Return what `_default` would put in place of a field value (decimals, times and
+    postings as text), so that orjson never calls back into Python for the common fields;
+    anything else is left to `_default`."""
+    kind = type(value)
+    if kind is Decimal:
+        return to_str(value)
+    if kind is datetime:
+        return _format_at(value)
+    if kind is list and value and type(value[0]) is Posting:
+        return [[p.account, p.asset, to_str(p.amount)] if type(p) is Posting else p
+                for p in value]
+    return value
+
+
+def plain_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the fields with their decimals, times and postings written as canonical text
+    (what `canonical_bytes` writes of them, converted up front: the same bytes, faster)."""
+    return {name: _plain(value) for name, value in fields.items()}
 
 
 def canonical_json(value: Any) -> str:
@@ -77,7 +100,8 @@ def canonical_json(value: Any) -> str:
 
 def chain_body(event_type: str, version: int, fields: Mapping[str, Any]) -> bytes:
     """Return the canonical JSON that an event's hash covers (and the lean store keeps)."""
-    return canonical_bytes({"type": event_type, "version": version, "fields": fields})
+    return canonical_bytes({"type": event_type, "version": version,
+                            "fields": plain_fields(fields)})
 
 
 def hash_body(previous: str, body: bytes) -> str:
@@ -97,7 +121,7 @@ def event_fields(event: Any) -> dict[str, Any]:
 
 def content_hash(fields: Mapping[str, Any]) -> str:
     """Return the SHA-256 of a command's canonical JSON (same content ⇔ same hash)."""
-    return text_hash(canonical_json(fields))
+    return text_hash(canonical_bytes(plain_fields(fields)))
 
 
 def text_hash(text: str | bytes) -> str:
