@@ -72,25 +72,21 @@ def canonical_bytes(value: Any) -> bytes:
         return _ENCODER.encode(value).encode()
 
 
-def _plain(value: Any) -> Any:
-    """Return what `_default` would put in place of a field value (decimals, times and
-    postings as text), so that orjson never calls back into Python for the common fields;
-    anything else is left to `_default`."""
-    kind = type(value)
-    if kind is Decimal:
-        return to_str(value)
-    if kind is datetime:
-        return _format_at(value)
-    if kind is list and value and type(value[0]) is Posting:
-        return [[p.account, p.asset, to_str(p.amount)] if type(p) is Posting else p
-                for p in value]
-    return value
-
-
 def plain_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the fields with their decimals, times and postings written as canonical text
-    (what `canonical_bytes` writes of them, converted up front: the same bytes, faster)."""
-    return {name: _plain(value) for name, value in fields.items()}
+    """Return the fields with their decimals, times and postings written as canonical text:
+    what `_default` would make of them, converted up front (the same bytes; orjson then never
+    calls back into Python for them). Anything else is left to `_default`."""
+    plain = dict(fields)
+    for name, value in plain.items():
+        kind = type(value)
+        if kind is Decimal:
+            plain[name] = to_str(value)
+        elif kind is datetime:
+            plain[name] = _format_at(value)
+        elif kind is list and value and type(value[0]) is Posting:
+            plain[name] = [[p.account, p.asset, to_str(p.amount)] if type(p) is Posting else p
+                           for p in value]
+    return plain
 
 
 def canonical_json(value: Any) -> str:
@@ -100,8 +96,11 @@ def canonical_json(value: Any) -> str:
 
 def chain_body(event_type: str, version: int, fields: Mapping[str, Any]) -> bytes:
     """Return the canonical JSON that an event's hash covers (and the lean store keeps)."""
-    return canonical_bytes({"type": event_type, "version": version,
-                            "fields": plain_fields(fields)})
+    body = {"type": event_type, "version": version, "fields": plain_fields(fields)}
+    try:
+        return orjson.dumps(body, default=_default, option=_FAST)
+    except TypeError:  # as `canonical_bytes`: the standard library defines the form
+        return _ENCODER.encode(body).encode()
 
 
 def hash_body(previous: str, body: bytes) -> str:
