@@ -37,7 +37,7 @@ from pydantic import (
     model_validator,
 )
 
-from ledger.domain.chain import canonical_json, text_hash
+from ledger.domain.chain import canonical_bytes, text_hash
 from ledger.errors import InvalidInputError
 from ledger.numbers import (
     MAX_AMOUNT,
@@ -1044,9 +1044,9 @@ def idempotency_key(command: Command) -> str | None:
 def identity(command: Command) -> tuple[str, str, str]:
     """Return (canonical content, its SHA-256, idempotency key) of a command: what the
     service compares a repeat by and stores with it (computed once per command)."""
-    content = canonical_json(command.content())
+    content = canonical_bytes(command.content())
     digest = text_hash(content)
-    return content, digest, idempotency_key(command) or repeat_key(command, digest)
+    return content.decode(), digest, idempotency_key(command) or repeat_key(command, digest)
 
 
 def periodic_prefix(kind: str) -> str:

@@ -16,8 +16,11 @@ never reported twice.
 
 from __future__ import annotations
 
+import gc
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,17 +125,50 @@ def run_feed(
     """Apply a feed's lines in order; return what happened."""
     report = RunReport()
     chunk: list[tuple[int, str]] = []
-    for item in lines:
-        chunk.append(item)
-        if len(chunk) >= batch_size:
-            if not _run_chunk(ledger, chunk, report, on_reject):
-                return report
-            if on_progress:
-                on_progress(len(chunk))
-            chunk = []
-    if chunk and _run_chunk(ledger, chunk, report, on_reject) and on_progress:
-        on_progress(len(chunk))
+    with fewer_collections():
+        for item in lines:
+            chunk.append(item)
+            if len(chunk) >= batch_size:
+                if not _run_chunk(ledger, chunk, report, on_reject):
+                    return report
+                if on_progress:
+                    on_progress(len(chunk))
+                chunk = []
+        if chunk and _run_chunk(ledger, chunk, report, on_reject) and on_progress:
+            on_progress(len(chunk))
     return report
+
+
+GC_FIRST_GENERATION = 50_000
+"""Container allocations between two collections of the youngest generation while a feed runs
+(Python's default is 700). Issue 11: ingest allocates a few dicts and lists per event and
+frees them by reference counting (events, postings and commands hold no cycles); at the
+default, the cycle collector took ~12 µs of a 64 µs event, walking the batch's pending
+events again and again; at 50,000 it takes ~1.5 µs. Memory stays bounded: the collector
+still runs, less often."""
+
+_tuned = [0]  # feeds running with the collector tuned (the API may run several at once)
+_tuned_lock = threading.Lock()
+_thresholds: list[tuple[int, int, int]] = []
+
+
+@contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Run the cycle collector's youngest generation less often while a feed runs (see
+    GC_FIRST_GENERATION); the thresholds in force before come back when the last feed ends."""
+    with _tuned_lock:
+        if _tuned[0] == 0:
+            before = gc.get_threshold()
+            _thresholds[:] = [before]
+            gc.set_threshold(max(before[0], GC_FIRST_GENERATION), before[1], before[2])
+        _tuned[0] += 1
+    try:
+        yield
+    finally:
+        with _tuned_lock:
+            _tuned[0] -= 1
+            if _tuned[0] == 0:
+                gc.set_threshold(*_thresholds[0])
 
 
 WRITE_ATTEMPTS = 5  # a write conflict with another writer: reload and run again, this often

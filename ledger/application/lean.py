@@ -124,15 +124,16 @@ class LeanMapper(Mapper[UUID]):
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         body: bytes | None = getattr(domain_event, "_lean", None)
         cls: Any = type(domain_event)
-        if body is None or self.cipher or self.compressor or field_decoders(cls) is None:
+        lean = _lean_class(cls) if body is not None else None
+        if lean is None or self.cipher or self.compressor:
             return super().to_stored_event(domain_event)
+        opening, topic = lean
         state = b"".join((
-            b'{"L":1,"cv":', str(getattr(cls, "class_version", 1)).encode(), b',"h":"',
-            domain_event.hash.encode(), b'","t":"', domain_event.timestamp.isoformat().encode(),
-            b'","e":', body, b"}"))
+            opening, domain_event.hash.encode(), b'","t":"',
+            domain_event.timestamp.isoformat().encode(), b'","e":', body, b"}"))
         return StoredEvent(originator_id=domain_event.originator_id,
                            originator_version=domain_event.originator_version,
-                           topic=_topic(cls), state=state)
+                           topic=topic, state=state)
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         state = stored_event.state
@@ -168,5 +169,10 @@ class LeanMapper(Mapper[UUID]):
 
 
 @cache
-def _topic(cls: type) -> str:
-    return get_topic(cls)
+def _lean_class(cls: type) -> tuple[bytes, str] | None:
+    """The opening of a lean row of an event class (`{"L":1,"cv":<version>,"h":"`) and the
+    class's topic; None when the class has no lean form."""
+    if field_decoders(cls) is None:
+        return None
+    opening = b'{"L":1,"cv":' + str(getattr(cls, "class_version", 1)).encode() + b',"h":"'
+    return opening, get_topic(cls)

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -45,8 +44,7 @@ the oldest half is forgotten after a commit — only written keys, so the store 
 (`Ledger.prefetch_keys` looks a feed chunk's keys up in one query)."""
 
 
-@dataclass(frozen=True)
-class Savepoint:
+class Savepoint(NamedTuple):
     """How far the working set's index rows had got when a command began (the pending events
     of each aggregate at that moment are `UnitOfWork._done`)."""
 

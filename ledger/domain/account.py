@@ -131,12 +131,13 @@ class Account(Aggregate):
     def _record(self, event_class: type[Account.Event], **fields: Any) -> None:
         """Trigger an event whose hash chains to the previous one (over every field the
         stored event will hold, defaults included)."""
-        name = event_class.__name__
-        complete = {**_defaults(event_class), **fields}
-        if complete.get("postings"):
-            self._require_exact_balances(complete["postings"])
+        defaults = _defaults(event_class)
+        complete = {**defaults, **fields} if defaults else fields
+        postings = complete.get("postings")
+        if postings:
+            self._require_exact_balances(postings)
         version = self.version + 1
-        body = chain_body(name, version, complete)  # encoded once: hashed and stored
+        body = chain_body(event_class.__name__, version, complete)  # encoded once: hashed, stored
         # The event built as data (what `trigger_event` does, less the dataclass constructor
         # and its checks, which only cost here): the library's bookkeeping, the hash, the
         # fields; its body kept for the lean stored form (issue 11).

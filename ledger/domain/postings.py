@@ -87,11 +87,15 @@ def rounded_change(
     """
     posted = payment_change(exact, places, rounding)
     exact = exact.quantize(SYSTEM_QUANTUM, rounding=ROUND_HALF_EVEN)
-    lines = [Posting(account, asset, posted), Posting(counter, asset, -exact)]
     difference = exact - posted
+    lines = []
+    if posted != ZERO:
+        lines.append(Posting(account, asset, posted))
+    if exact != ZERO:
+        lines.append(Posting(counter, asset, -exact))
     if difference != ZERO:
         lines.append(Posting(SYSTEM_ROUNDING, asset, difference))
-    return [line for line in lines if line.amount != ZERO]
+    return lines
 
 
 def amount_for(postings: Sequence[Posting], account: str, asset: str) -> Decimal:
