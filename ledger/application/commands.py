@@ -938,22 +938,26 @@ def _construct(spec: _FastModel, values: dict[str, Any]) -> Command:
 
 _NAME = _remembered(_fast_name)
 _AT = _time
+_TYPE = _any_text
+_QTY = _remembered(_check_of(Qty))
+_PRICE = _remembered(_check_of(Price))
+_AMOUNT = _remembered(_check_of(Amount))
 _fast(FillCmd, {
-    "type": _any_text, "at": _AT, "id": _NAME, "account": _NAME, "symbol": _NAME,
-    "side": _literal("buy", "sell"), "qty": _remembered(_check_of(Qty)), "price": _remembered(_check_of(Price)),
-    "liquidity": _literal("taker", "maker"), "fee": _optional(_remembered(_check_of(SignedAmount))),
-    "margin_type": _literal("cross", "isolated"), "leverage": _optional(_remembered(_check_of(Leverage))),
-    "liquidation": _strict_bool})
-_fast(MarkPriceCmd, {
-    "type": _any_text, "at": _AT, "symbol": _NAME, "price": _remembered(_check_of(Price)),
-    "mark_iv": _optional(_remembered(_check_of(MarkIv)))})
-_fast(IndexPriceCmd, {"type": _any_text, "at": _AT, "asset": _NAME, "price": _remembered(_check_of(Price))})
-_fast(DepositCmd, {"type": _any_text, "at": _AT, "id": _NAME, "account": _NAME, "asset": _NAME,
-                   "amount": _remembered(_check_of(Amount))})
-_fast(WithdrawCmd, {"type": _any_text, "at": _AT, "id": _NAME, "account": _NAME, "asset": _NAME,
-                    "amount": _remembered(_check_of(Amount))})
-_fast(TransferCmd, {"type": _any_text, "at": _AT, "id": _NAME, "from": _NAME, "to": _NAME, "asset": _NAME,
-                    "amount": _remembered(_check_of(Amount))})
+    "type": _TYPE, "at": _AT, "id": _NAME, "account": _NAME, "symbol": _NAME,
+    "side": _literal("buy", "sell"), "qty": _QTY, "price": _PRICE,
+    "liquidity": _literal("taker", "maker"),
+    "fee": _optional(_remembered(_check_of(SignedAmount))),
+    "margin_type": _literal("cross", "isolated"),
+    "leverage": _optional(_remembered(_check_of(Leverage))), "liquidation": _strict_bool})
+_fast(MarkPriceCmd, {"type": _TYPE, "at": _AT, "symbol": _NAME, "price": _PRICE,
+                     "mark_iv": _optional(_remembered(_check_of(MarkIv)))})
+_fast(IndexPriceCmd, {"type": _TYPE, "at": _AT, "asset": _NAME, "price": _PRICE})
+_fast(DepositCmd, {"type": _TYPE, "at": _AT, "id": _NAME, "account": _NAME, "asset": _NAME,
+                   "amount": _AMOUNT})
+_fast(WithdrawCmd, {"type": _TYPE, "at": _AT, "id": _NAME, "account": _NAME, "asset": _NAME,
+                    "amount": _AMOUNT})
+_fast(TransferCmd, {"type": _TYPE, "at": _AT, "id": _NAME, "from": _NAME, "to": _NAME,
+                    "asset": _NAME, "amount": _AMOUNT})
 
 
 def fast_command(text: str) -> Command | None:

@@ -125,7 +125,7 @@ class LeanMapper(Mapper[UUID]):
         body: bytes | None = getattr(domain_event, "_lean", None)
         cls: Any = type(domain_event)
         lean = _lean_class(cls) if body is not None else None
-        if lean is None or self.cipher or self.compressor:
+        if body is None or lean is None or self.cipher or self.compressor:
             return super().to_stored_event(domain_event)
         opening, topic = lean
         state = b"".join((
