@@ -300,6 +300,8 @@ class Command(BaseModel):
 
     def content(self) -> dict[str, Any]:
         """Return the parsed content, defaults applied (what "same content" compares)."""
+        if self.FLAT and not self.ADDED_DEFAULTS:
+            return dict(self.__dict__)
         data = dict(self.__dict__) if self.FLAT else self.model_dump()
         for name, default in self.ADDED_DEFAULTS.items():
             if data.get(name) == default:
@@ -1017,9 +1019,10 @@ def _parts(*parts: str) -> str:
 
     Printable text without `"` or `\\` is what JSON writes as it is (the common case, built
     directly: the same text as `json.dumps`, at a fraction of the cost)."""
-    if all(part.isprintable() and '"' not in part and "\\" not in part for part in parts):
-        return '["' + '","'.join(parts) + '"]'
-    return json.dumps(list(parts), ensure_ascii=False, separators=(",", ":"))
+    for part in parts:
+        if not part.isprintable() or '"' in part or "\\" in part:
+            return json.dumps(list(parts), ensure_ascii=False, separators=(",", ":"))
+    return '["' + '","'.join(parts) + '"]'
 
 
 def idempotency_key(command: Command) -> str | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from functools import lru_cache
 from itertools import islice
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from uuid import UUID
@@ -214,8 +215,10 @@ class UnitOfWork:
         passes the mark (so a state query replays at most that many events); written in
         the transaction of its batch."""
         snapshots = self.app.snapshots
-        last = self._snapshot_versions.setdefault(account.id, account.version - len(
-            account.pending_events))
+        last = self._snapshot_versions.get(account.id)
+        if last is None:
+            last = self._snapshot_versions[account.id] = account.version - len(
+                account.pending_events)
         if account.version // SNAPSHOT_EVERY > last // SNAPSHOT_EVERY and snapshots:
             snapshot = Account.Snapshot.take(account)
             # Encoded now: the snapshot shares the account's dicts, which keep changing.
@@ -388,9 +391,10 @@ class UnitOfWork:
 
     def note_holder(self, symbol: str, account: Account) -> None:
         holders = self.holders(symbol)
-        if account.id.hex not in holders:
-            holders.add(account.id.hex)
-            self.side.holders.append((symbol, account.id.hex))
+        stream = _hex(account.id)
+        if stream not in holders:
+            holders.add(stream)
+            self.side.holders.append((symbol, stream))
 
     def holders(self, symbol: str) -> set[str]:
         """The streams of every account that has ever held a position in `symbol`."""
@@ -401,6 +405,12 @@ class UnitOfWork:
     def remember_key(self, key: str, digest: str, at: datetime, content: str) -> None:
         self.keys[key] = digest
         self.side.commands.append((key, digest, to_micros(at), content))
+
+
+@lru_cache(maxsize=1 << 16)
+def _hex(stream: UUID) -> str:
+    """A stream id's hex (`UUID.hex` formats it anew at every call; fills ask it each time)."""
+    return stream.hex
 
 
 def is_store_error(error: BaseException) -> bool:

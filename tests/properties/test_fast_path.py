@@ -222,3 +222,29 @@ def test_a_feed_stores_the_same_bytes_with_and_without_the_fast_path(body: list[
     assert [r.as_dict() for r in fast_report.rejected] == [
         r.as_dict() for r in slow_report.rejected]
     assert fast_report.internal_error is None
+
+
+def test_a_feed_runs_with_fewer_collections_and_restores_the_thresholds() -> None:
+    """The feed runner raises the youngest generation's threshold while it runs (issue 11:
+    the cycle collector took a fifth of ingest) and puts back what was in force, also when
+    the feed stops on an error."""
+    import gc
+
+    from ledger.application import feed
+
+    before = gc.get_threshold()
+    seen: list[tuple[int, int, int]] = []
+
+    def lines() -> Iterator[tuple[int, str]]:
+        seen.append(gc.get_threshold())
+        yield 1, json.dumps(SETUP[0])
+        raise RuntimeError("the feed's source failed")
+
+    with tempfile.TemporaryDirectory() as folder:
+        ledger = Ledger(f"sqlite:///{folder}/ledger.db")
+        try:
+            run_feed(ledger, lines())
+        except RuntimeError:
+            pass
+    assert seen == [(max(before[0], feed.GC_FIRST_GENERATION), before[1], before[2])]
+    assert gc.get_threshold() == before

@@ -98,15 +98,15 @@ class TradingCommands(Handlers):
     def _require_mode_allows(
         self, account: Account, terms: InstrumentTerms, margin_type: str, at: datetime
     ) -> None:
-        mode = Mode(account.mode)
-        if mode is Mode.MULTI_ASSET:
+        mode = account.mode  # Mode is a StrEnum: its members equal their text
+        if mode == Mode.MULTI_ASSET:
             if margin_type == ISOLATED:
                 raise NotAllowedInModeError("multi_asset mode is cross only")
             if terms.settle not in STABLECOINS:
                 raise NotAllowedInModeError(
                     f"multi_asset mode trades USDT- and USDC-settled contracts only, "
                     f"not {terms.symbol}")
-        elif mode is Mode.PORTFOLIO:
+        elif mode == Mode.PORTFOLIO:
             if margin_type == ISOLATED:
                 raise NotAllowedInModeError("portfolio mode is cross only")
             if self.refs.data.risk_unit(terms.base, at) is None:
