@@ -28,7 +28,7 @@ unwritten (only the in-memory series know such events).
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar, cast
@@ -43,6 +43,7 @@ from ledger.application.reference import (
 )
 from ledger.application.store import IndexQueries, _stored
 from ledger.domain.ids import asset_id, instrument_id, portfolio_settings_id
+from ledger.rules.margin import Market
 from ledger.times import to_micros
 
 T = TypeVar("T")
@@ -61,6 +62,63 @@ class StreamReads:
         self.index: IndexQueries = app.recorder
         self.table: str = app.recorder.events_table_name
         self.mapper = app.mapper
+        # The index keeps a stream as hex text; the events table as text (SQLite) or uuid.
+        self.stream_of_index = ("CAST(i.stream_id AS uuid)" if self.index.placeholder == "%s"
+                                else "i.stream_id")
+
+    def _decode(self, rows: list[tuple[Any, ...]]) -> list[Any]:
+        return [self.mapper.to_domain_event(_stored(row)) for row in rows]
+
+    def of_streams(self, streams: list[tuple[UUID, tuple[str, ...]]]) -> dict[UUID, list[Any]]:
+        """Every event of the given types in each of the given streams (one query), by
+        stream, in stream order."""
+        if not streams:
+            return {}
+        kinds = sorted({kind for _, wanted in streams for kind in wanted})
+        index = self.index
+        rows = index._rows(index._sql(  # noqa: SLF001 - the recorders' one-query helper
+            "SELECT e.originator_id, e.originator_version, e.topic, e.state"
+            f" FROM ledger_event_index i JOIN {self.table} e"
+            f" ON e.originator_id = {self.stream_of_index} AND e.originator_version = i.version"
+            f" WHERE i.stream_id IN ({', '.join('?' for _ in streams)})"
+            f" AND i.kind IN ({', '.join('?' for _ in kinds)})"),
+            (*(stream.hex for stream, _ in streams), *kinds))
+        wanted = dict(streams)
+        found: dict[UUID, list[Any]] = {stream: [] for stream, _ in streams}
+        for event in self._decode(rows):
+            if type(event).__name__ in wanted[event.originator_id]:
+                found[event.originator_id].append(event)
+        for events in found.values():
+            events.sort(key=lambda e: e.originator_version)
+        return found
+
+    def lasts(self, wanted: list[tuple[UUID, str, int]]) -> dict[tuple[UUID, str, int], Any]:
+        """The event of each (stream, type, at_micros) in force then (one query; those with
+        none are left out)."""
+        if not wanted:
+            return {}
+        index = self.index
+        one = (f"SELECT originator_id, originator_version, topic, state FROM {self.table}"
+               " WHERE originator_id = ? AND originator_version = (SELECT version"
+               " FROM ledger_event_index WHERE stream_id = ? AND kind = ? AND at_micros <= ?"
+               " ORDER BY at_micros DESC, version DESC LIMIT 1)")
+        params: list[Any] = []
+        for stream, kind, micros in wanted:
+            params += [index._stream_key(stream), stream.hex, kind, micros]  # noqa: SLF001
+        rows = index._rows(index._sql(  # noqa: SLF001
+            " UNION ALL ".join(one for _ in wanted)), params)
+        by_event = {(e.originator_id, e.originator_version): e for e in self._decode(rows)}
+        found: dict[tuple[UUID, str, int], Any] = {}
+        for key in wanted:
+            stream, kind, micros = key
+            for event in by_event.values():
+                if (event.originator_id == stream and type(event).__name__ == kind
+                        and to_micros(event.at) <= micros):
+                    best = found.get(key)
+                    if best is None or (to_micros(best.at), best.originator_version) < (
+                            to_micros(event.at), event.originator_version):
+                        found[key] = event
+        return found
 
     def _select(self, stream: UUID, picked: str, params: tuple[Any, ...]) -> list[Any]:
         index = self.index
@@ -147,6 +205,13 @@ class PointSeries(Series[T]):
             return values[index - 1] if index else self._point(lo)
         return self._point(micros)
 
+    def has_point(self, micros: int) -> bool:
+        return self._loaded() or micros in self._points
+
+    def known(self, micros: int, event: Any | None) -> None:
+        """Keep the event in force at `micros` (found by a batched look-up)."""
+        self._points[micros] = None if event is None else self._value(event)
+
     def _point(self, micros: int) -> T | None:
         if micros not in self._points:
             event = self._reads.last(self._stream, self._kind, micros)
@@ -221,24 +286,74 @@ class PointReference(ReferenceData):
         super().__init__(self._load_stream)
 
     def _load_stream(self, kind: str, name: str) -> None:
-        if (kind, name) in self._seen:
+        self._load_streams([(kind, name)])
+
+    def _load_streams(self, wanted: Iterable[tuple[str, str]]) -> None:
+        """Read the terms of these streams (one query for all those not read yet)."""
+        todo = [(kind, name) for kind, name in dict.fromkeys(wanted)
+                if (kind, name) not in self._seen]
+        if not todo:
             return
-        self._seen.add((kind, name))
+        self._seen.update(todo)
+        streams = [(_stream_id(kind, name), _TERMS[kind]) for kind, name in todo]
+        found = self._reads.of_streams(streams)
         reads = self._reads
-        if kind == "asset":
-            stream = asset_id(name)
-            terms = reads.of_types(stream, ASSET_TERMS)
-            if terms:  # an asset stream opens with AssetListed: none, no such asset
+        for (kind, name), (stream, _) in zip(todo, streams, strict=True):
+            terms = found[stream]
+            if not terms:  # a stream opens with its listing: none, no such stream
+                continue
+            if kind == "asset":
                 dict.__setitem__(self.assets, name, PointAssetHistory(reads, stream, terms))
-        elif kind == "instrument":
-            stream = instrument_id(name)
-            terms = reads.of_types(stream, INSTRUMENT_TERMS)
-            if terms:
+            elif kind == "instrument":
                 dict.__setitem__(self.instruments, name,
                                  PointInstrumentHistory(reads, stream, terms))
-        else:
-            for event in reads.of_types(portfolio_settings_id(), SETTINGS_TERMS):
-                self.settings_series.observe(event)
+            else:
+                for event in terms:
+                    self.settings_series.observe(event)
+
+    def market(self, at: datetime, assets: Iterable[str], symbols: Iterable[str]) -> Market:
+        """`ReferenceData.market`, with its reads gathered: the terms of every stream it
+        looks at in two queries (the symbols' settle and base assets are known from the
+        first), every price in force at `at` in one."""
+        assets, symbols = list(assets), list(symbols)
+        self._load_streams([("settings", SETTINGS), *(("instrument", s) for s in symbols),
+                            *(("asset", a) for a in assets)])
+        micros = to_micros(at)
+        wanted = set(assets)
+        points: list[tuple[PointSeries[Any], UUID, str]] = []
+        for symbol in symbols:
+            history = dict.get(self.instruments, symbol)
+            terms = history.terms.at(at) if history is not None else None
+            if history is None or terms is None:
+                continue
+            wanted.update((terms.settle, terms.base))
+            stream = instrument_id(symbol)
+            points.append((cast(PointSeries[Any], history.marks), stream, "MarkPriceSet"))
+            if terms.is_option:
+                points.append((cast(PointSeries[Any], history.ivs), stream, "MarkIvSet"))
+        self._load_streams(("asset", a) for a in sorted(wanted))
+        for asset in sorted(wanted):
+            history_a = dict.get(self.assets, asset)
+            if history_a is not None:
+                points.append((cast(PointSeries[Any], history_a.index), asset_id(asset),
+                               "IndexPriceSet"))
+        todo = [(series, stream, kind) for series, stream, kind in points
+                if isinstance(series, PointSeries) and not series.has_point(micros)]
+        found = self._reads.lasts([(stream, kind, micros) for _, stream, kind in todo])
+        for series, stream, kind in todo:
+            series.known(micros, found.get((stream, kind, micros)))
+        return super().market(at, assets, symbols)
+
+
+_TERMS = {"asset": ASSET_TERMS, "instrument": INSTRUMENT_TERMS, "settings": SETTINGS_TERMS}
+
+
+def _stream_id(kind: str, name: str) -> UUID:
+    if kind == "asset":
+        return asset_id(name)
+    if kind == "instrument":
+        return instrument_id(name)
+    return portfolio_settings_id()
 
 
 @contextmanager
