@@ -336,7 +336,7 @@ def _time_states(url: str, moments: dict[str, datetime]) -> dict[str, dict[str, 
     from ledger.application.service import Ledger
 
     ledger = Ledger(url)
-    state(ledger, "big", START)  # warm: reference data loaded once per process
+    state(ledger, "big", START)  # warm: connections and imports (reference data: point reads)
     timings = {}
     for label, at in moments.items():
         samples = []
