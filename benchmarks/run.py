@@ -15,6 +15,7 @@ import json
 import os
 import random
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -197,7 +198,7 @@ def bench_state(history: int, pg_url: str | None, out: Callable[[str], None]) ->
             url = f"sqlite:///{tmp}/state.db"
             if backend == "postgres":
                 assert base is not None
-                url, drop = scratch_postgres(base, "ledger_bench_state")
+                url, drop = scratch_postgres(base, _scratch_name(base, "state"))
             try:
                 _ingest(url, lines, batch=5000)
                 timings = _time_states(url, {"early": early, "late": late})
@@ -208,7 +209,126 @@ def bench_state(history: int, pg_url: str | None, out: Callable[[str], None]) ->
         out(f"state --at on {backend}, account with {history:,} events: "
             + ", ".join(f"{k} T median {v['median_ms']:.1f} ms (max {v['max_ms']:.1f})"
                         for k, v in timings.items()))
+    result["marks"] = bench_state_marks(mark_counts(history), pg_url, out)
     return result
+
+
+def _scratch_name(base: str, case: str) -> str:
+    """A scratch database named after the bench's own (`asof_bench` → `asof_bench_state`), so
+    that benches run side by side on one server do not drop each other's."""
+    name = urlparse(base).path.lstrip("/")
+    return f"{name}_{case}" if name else f"ledger_bench_{case}"
+
+
+def mark_counts(history: int) -> list[int]:
+    """The mark histories of the state case: 1,000, `history` and 10 × `history` per-second
+    marks (1k / 100k / 1M by default; 500 / 1k / 5k with --quick)."""
+    return sorted({1_000, history, 10 * history})
+
+
+WHOLE_STREAMS_UP_TO = 100_000  # marks: the whole-stream reader is timed up to this many
+
+
+def mark_lines(marks: int) -> list[str]:
+    """Return a feed: the reference data, account `big` with one BTCUSDT position, then one
+    BTCUSDT mark a second for `marks` seconds (a year is 31.5 million)."""
+    lines = [json.dumps(c) for c in _reference(START)]
+    lines.append(json.dumps({"type": "index_price", "at": format_at(START), "asset": "BTC",
+                             "price": "50000"}))
+    lines.append(json.dumps({"type": "open_account", "at": format_at(START), "account": "big",
+                             "mode": "single_asset"}))
+    lines.append(json.dumps({"type": "deposit", "at": format_at(START), "id": "d0",
+                             "account": "big", "asset": "USDT", "amount": "1000000"}))
+    lines.append(json.dumps({"type": "fill", "at": format_at(START), "id": "f0",
+                             "account": "big", "symbol": "BTCUSDT", "side": "buy",
+                             "qty": "10", "price": "50000"}))
+    for number in range(marks):
+        at = START + timedelta(seconds=number + 1)
+        lines.append(json.dumps({"type": "mark_price", "at": format_at(at),
+                                 "symbol": "BTCUSDT", "price": str(50000 + number % 997)}))
+    return lines
+
+
+def bench_state_marks(counts: list[int], pg_url: str | None, out: Callable[[str], None]
+                      ) -> dict[str, Any]:
+    """Time `state --at` on an account whose symbol has `count` per-second marks, at an early
+    and a late T: in this process on a new `Ledger` each time (cold caches: nothing loaded;
+    wall and CPU ms), in a fresh `ledger state` process (wall ms, interpreter start included),
+    and — up to WHOLE_STREAMS_UP_TO marks — with the whole-stream reader (`points=False`, what
+    `state` did before issue 11's point look-ups), for the growth. The marks are stored through
+    the ledger's own batch path (`run_feed`, batches of 5,000)."""
+    result: dict[str, Any] = {}
+    for backend, base in {"sqlite": None, "postgres": pg_url}.items():
+        if backend == "postgres" and not base:
+            continue
+        per_count: dict[str, Any] = {}
+        for count in counts:
+            with tempfile.TemporaryDirectory() as tmp:
+                drop = None
+                url = f"sqlite:///{tmp}/marks.db"
+                if backend == "postgres":
+                    assert base is not None
+                    url, drop = scratch_postgres(base, _scratch_name(base, "state_marks"))
+                try:
+                    elapsed, events = _ingest(url, mark_lines(count), batch=5000)
+                    found = _time_marks_states(url, count)
+                finally:
+                    if drop:
+                        drop()
+            found["stored_per_s"] = events / elapsed
+            per_count[str(count)] = found
+            out(f"state --at on {backend}, {count:,} marks (stored at {events / elapsed:,.0f}"
+                " events/s): " + ", ".join(
+                    f"{label} T {v['median_ms']:.1f} ms (CPU {v['cpu_ms']:.1f}, process"
+                    f" {v['process_ms']:.0f})" for label, v in found["points"].items())
+                + ("" if "whole_streams_ms" not in found else
+                   f"; whole streams {found['whole_streams_ms']:,.0f} ms"))
+        result[backend] = per_count
+    return result
+
+
+def _time_marks_states(url: str, count: int) -> dict[str, Any]:
+    import shutil
+    import subprocess
+
+    from ledger.application.queries import state
+    from ledger.application.service import Ledger
+
+    moments = {"early": START + timedelta(seconds=10),
+               "late": START + timedelta(seconds=count - 10)}
+    points: dict[str, dict[str, float]] = {}
+    answers = {}
+    executable = shutil.which("ledger") or os.path.join(os.path.dirname(sys.executable),
+                                                       "ledger")
+    for label, at in moments.items():
+        samples, cpu = [], []
+        for offset in range(9):
+            ledger = Ledger(url)  # new: no reference data, no account loaded
+            try:
+                started, cpu_started = time.perf_counter(), time.process_time()
+                answers[label] = state(ledger, "big", at + timedelta(seconds=offset))
+                samples.append((time.perf_counter() - started) * 1000)
+                cpu.append((time.process_time() - cpu_started) * 1000)
+            finally:
+                ledger.close()
+        started = time.perf_counter()
+        subprocess.run([executable, "--db", url, "state", "big", "--at", format_at(at),
+                        "--json"], check=True, capture_output=True)
+        points[label] = {"median_ms": statistics.median(samples), "max_ms": max(samples),
+                         "cpu_ms": statistics.median(cpu),
+                         "process_ms": (time.perf_counter() - started) * 1000}
+    found: dict[str, Any] = {"points": points}
+    if count <= WHOLE_STREAMS_UP_TO:
+        ledger = Ledger(url)
+        try:
+            late = moments["late"] + timedelta(seconds=8)
+            started = time.perf_counter()
+            whole = state(ledger, "big", late, points=False)
+            found["whole_streams_ms"] = (time.perf_counter() - started) * 1000
+            assert whole == answers["late"], "point look-ups and whole streams disagree"
+        finally:
+            ledger.close()
+    return found
 
 
 def _time_states(url: str, moments: dict[str, datetime]) -> dict[str, dict[str, float]]:
@@ -216,7 +336,7 @@ def _time_states(url: str, moments: dict[str, datetime]) -> dict[str, dict[str, 
     from ledger.application.service import Ledger
 
     ledger = Ledger(url)
-    state(ledger, "big", START)  # warm: reference data loaded once per process
+    state(ledger, "big", START)  # warm: connections and imports (reference data: point reads)
     timings = {}
     for label, at in moments.items():
         samples = []

@@ -5,8 +5,10 @@ Thin on purpose (STYLE §11): `periods.py` decides which periods are due; the le
 funding time with each instrument's own rate and mark at that `at`. What is done is read from the
 ledger's events and index, never from APScheduler's memory:
 
-- funding: `FundingPeriodSettled` events, as `ledger.reference.instruments[s].periods`;
-- delivery: `InstrumentDelivered` events, as `ledger.reference.instruments[s].delivered`;
+- funding: `FundingPeriodSettled` events, as `PointReference(ledger).instruments[s].periods`;
+- delivery: `InstrumentDelivered` events, as `PointReference(ledger).instruments[s].delivered`
+  (the terms, settlements and deliveries of each stream, read from the store by event type:
+  never a stream's prices, issue 11);
 - interest: the recorded `charge_interest` commands (`ledger.index.command_times`);
 - sweep: the recorded `check_margin` command at the latest sweep time.
 
@@ -26,7 +28,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from ledger.application.asof import PointReference
 from ledger.application.commands import idempotency_key, parse_command
+from ledger.application.reference import InstrumentHistory
 from ledger.application.service import ACKNOWLEDGED, Ledger
 from ledger.clock import Clock
 from ledger.errors import ConcurrentWriteError, LedgerError
@@ -153,9 +157,9 @@ class Jobs:
     def _instruments(self) -> tuple[list[p.FundingSchedule], list[tuple[datetime, bool]]]:
         schedules = []
         futures = []
+        reference = PointReference(self.ledger)  # terms, settlements, deliveries: no prices
         for _, symbol in self.ledger.index.streams("instrument"):
-            self.ledger.require_instrument(symbol)  # loads its history
-            history = self.ledger.reference.instruments[symbol]
+            history = reference.instruments[symbol]
             changes = [
                 (from_micros(micros), terms.funding_interval_hours if terms.has_funding else None)
                 for micros, terms in zip(history.terms.times, history.terms.values, strict=True)
@@ -168,9 +172,9 @@ class Jobs:
 
     def _first_interest_at(self) -> datetime | None:
         first: datetime | None = None
+        reference = PointReference(self.ledger)  # the terms of each asset: no index prices
         for _, asset in self.ledger.index.streams("asset"):
-            self.ledger.require_asset(asset)
-            history = self.ledger.reference.assets[asset]
+            history = reference.assets[asset]
             for micros, terms in zip(history.terms.times, history.terms.values, strict=True):
                 if terms.interest is not None:
                     at = from_micros(micros)
@@ -236,7 +240,6 @@ class Jobs:
                 self.ledger.discard()
                 if attempt == RETRIES:
                     raise
-                self._instruments()  # reload what the log details compare against
                 log.warning("%s: another writer saved first; retrying on a fresh view "
                             "(attempt %d)", period, attempt + 1)
                 continue
@@ -248,17 +251,27 @@ class Jobs:
 
     def _snapshot(self, period: p.Period) -> set[str]:
         """Return the instruments that had settled (funding) or delivered (delivery) before."""
-        done = set()
-        for symbol, history in self.ledger.reference.instruments.items():
+        done: set[str] = set()
+        if period.kind not in (p.FUNDING, p.DELIVERY):
+            return done
+        for symbol, history in self._settlements():
             if period.kind == p.FUNDING and period.at in history.periods:
                 done.add(symbol)
             if period.kind == p.DELIVERY and history.delivered:
                 done.add(symbol)
         return done
 
+    def _settlements(self) -> list[tuple[str, InstrumentHistory]]:
+        """Every instrument's settlements and delivery as the store holds them now."""
+        reference = PointReference(self.ledger)
+        return [(symbol, reference.instruments[symbol])
+                for _, symbol in self.ledger.index.streams("instrument")]
+
     def _detail(self, period: p.Period, before: set[str]) -> str:
-        parts = []
-        for symbol, history in sorted(self.ledger.reference.instruments.items()):
+        parts: list[str] = []
+        if period.kind not in (p.FUNDING, p.DELIVERY):
+            return ""
+        for symbol, history in self._settlements():
             if symbol in before:
                 continue
             if period.kind == p.FUNDING and period.at in history.periods:

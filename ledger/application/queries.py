@@ -11,6 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from ledger.application.asof import point_reads
 from ledger.application.audit import Break, audit
 from ledger.application.service import Ledger
 from ledger.domain.account import Account
@@ -29,9 +30,17 @@ def latest_at(ledger: Ledger) -> datetime | None:
     return None if micros is None else from_micros(micros)
 
 
-def state(ledger: Ledger, name: str, at: datetime | None = None) -> dict[str, Any]:
+def state(ledger: Ledger, name: str, at: datetime | None = None, *,
+          points: bool = True) -> dict[str, Any]:
     """Return the contract's state JSON of account `name` as of `at` (default: the latest
-    `at` of any event in the store)."""
+    `at` of any event in the store).
+
+    The reference data in force then is read by point look-ups (`ledger.application.asof`:
+    the cost does not grow with the length of the price history); `points=False` reads it
+    from the whole streams as the writer does (the same answer; tests compare the two)."""
+    if points:
+        with point_reads(ledger):
+            return state(ledger, name, at, points=False)
     as_of = at if at is not None else latest_at(ledger)
     account = ledger.account_at(name, as_of) if as_of is not None else None
     if account is None:
@@ -121,11 +130,12 @@ def _position(p: rules.PositionFigures) -> dict[str, Any]:
 def all_states(ledger: Ledger, at: datetime | None = None) -> list[dict[str, Any]]:
     result = []
     as_of = at if at is not None else latest_at(ledger)
-    for name in ledger.account_names():
-        try:
-            result.append(state(ledger, name, as_of))
-        except UnknownAccountError:
-            continue  # opened after `at`
+    with point_reads(ledger):  # one set of look-ups for every account
+        for name in ledger.account_names():
+            try:
+                result.append(state(ledger, name, as_of, points=False))
+            except UnknownAccountError:
+                continue  # opened after `at`
     return result
 
 

@@ -9,7 +9,8 @@ series at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -57,6 +58,22 @@ class ReferenceReader:
         order), never the store: every figure is computed with what the caller has seen."""
         self._from_store = False
         self.data = data
+
+    @contextmanager
+    def reading(self, data: Callable[[], ReferenceData]) -> Iterator[None]:
+        """Answer from `data()` alone inside the block (an as-of read by point look-ups,
+        `ledger.application.asof`), then from the store's series again. Left as it is when
+        this reader is fed (the read side) or when the unit of work holds events not yet
+        written (only the series know them)."""
+        if not self._from_store or self.uow.touched:
+            yield
+            return
+        saved = self.data
+        self._from_store, self.data = False, data()
+        try:
+            yield
+        finally:
+            self._from_store, self.data = True, saved
 
     def _forget_missing(self) -> None:
         """Another writer may have created a stream this reader found missing."""

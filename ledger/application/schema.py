@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
     from sqlalchemy import Engine
 
-HEAD = "0006"
+HEAD = "0007"
 """The head revision this code expects (a test checks it against the scripts)."""
 
 LEGACY_REVISION = "0001"

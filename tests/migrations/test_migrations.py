@@ -67,7 +67,7 @@ def _revisions() -> list[str]:
 def test_the_code_expects_the_head_revision() -> None:
     script = ScriptDirectory(schema.script_location())
     assert script.get_current_head() == schema.HEAD
-    assert _revisions() == ["0001", "0002", "0003", "0004", "0005", "0006"]
+    assert _revisions() == ["0001", "0002", "0003", "0004", "0005", "0006", "0007"]
 
 
 def test_every_revision_up_and_down_one_at_a_time(store_url: str) -> None:
@@ -76,7 +76,8 @@ def test_every_revision_up_and_down_one_at_a_time(store_url: str) -> None:
     legacy = set(schema.legacy_tables(url))
     expected = {"0001": legacy, "0002": legacy | READ_MODELS, "0003": legacy | READ_MODELS,
                 "0004": legacy | READ_MODELS, "0005": legacy | READ_MODELS,
-                "0006": legacy | READ_MODELS | {"ledger_api_tokens"}}
+                "0006": legacy | READ_MODELS | {"ledger_api_tokens"},
+                "0007": legacy | READ_MODELS | {"ledger_api_tokens"}}
     assert _tables(url) == set()
     assert schema.current(url) is None
     for revision in _revisions():
@@ -86,7 +87,7 @@ def test_every_revision_up_and_down_one_at_a_time(store_url: str) -> None:
     assert schema.is_current(url)
     if schema.is_postgres(url):
         assert _postgres_objects(url) == {"type": True, "view": True}
-    for revision, below in (("0006", "0005"), ("0005", "0004"), ("0004", "0003"),
+    for revision, below in (("0007", "0006"), ("0006", "0005"), ("0005", "0004"), ("0004", "0003"),
                             ("0003", "0002"), ("0002", "0001"), ("0001", "base")):
         assert schema.current(url) == revision
         schema.downgrade(url, below)
