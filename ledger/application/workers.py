@@ -36,6 +36,7 @@ from typing import Any, Literal
 from ledger.application.commands import (
     COMMANDS,
     KEY_SEPARATOR,
+    CheckMarginCmd,
     Command,
     SettleFundingCmd,
     TransferCmd,
@@ -66,7 +67,7 @@ def route(command: Command, workers: int) -> tuple[int, int] | None:
     return None
 
 
-PARALLEL_TYPES = frozenset({"settle_funding"})
+PARALLEL_TYPES = frozenset({"settle_funding", "check_margin"})
 """Periodic commands every worker applies to its own accounts (`Coordinator._parallel`)."""
 
 
@@ -232,11 +233,12 @@ class ShardWorker:
 
     def settle_part(self, number: int, text: str, shard: int, shards: int
                     ) -> dict[str, bool] | None:
-        """Apply this worker's part of a funding settlement: its own holders, no period
-        marker, not yet committed (the coordinator says commit or discard once every part
-        has voted). Return what it paid (or found paid) per symbol, or None when the command
-        is refused: then it is applied whole, by worker 0, as one process would."""
-        from ledger.application.handlers.settlement import FundingPart
+        """Apply this worker's part of a funding settlement or margin sweep: its own
+        accounts, no once-per-period marker, not yet committed (the coordinator says commit or
+        discard once every part has voted). Return what it paid (or found paid) per symbol
+        ({} for a sweep), or None when the command is refused: then it is applied whole, by
+        worker 0, as one process would."""
+        from ledger.application.handlers.settlement import Part
 
         ledger = self.ledger
         ledger.catch_up()
@@ -244,29 +246,32 @@ class ShardWorker:
             command = parse_line(text)
         except LedgerError:
             return None
-        if not isinstance(command, SettleFundingCmd):
+        if not isinstance(command, (SettleFundingCmd, CheckMarginCmd)):
             return None
-        settlement = ledger.settlement
-        settlement.part = FundingPart(shard, shards)
+        handlers = ledger.settlement if isinstance(command, SettleFundingCmd) else ledger.sweep
+        handlers.part = Part(shard, shards)
         try:
-            settlement.settle_funding(command)
+            if isinstance(command, SettleFundingCmd):
+                ledger.settlement.settle_funding(command)
+            else:
+                ledger.sweep.check_margin(command)
         except (LedgerError, InvalidOperation, Overflow):
             ledger.discard()
             return None
         finally:
-            settlement.part = None
-        return dict(settlement.paid)
+            handlers.part = None
+        return dict(ledger.settlement.paid) if isinstance(command, SettleFundingCmd) else {}
 
     def write_marker(self, item: tuple[int, str, str | None, str], paid: dict[str, bool]
                      ) -> None:
-        """Apply a funding settlement whose parts are committed: its period markers (with
-        what the parts paid) and its idempotency key, as one process records them."""
-        settlement = self.ledger.settlement
-        settlement.parts_paid = paid
+        """Apply a funding settlement or sweep whose parts are committed: its period markers
+        (with what the parts paid) and its idempotency key, as one process records them."""
+        settlement, sweep = self.ledger.settlement, self.ledger.sweep
+        settlement.parts_paid, sweep.parts_done = paid, True
         try:
             self.apply([item])
         finally:
-            settlement.parts_paid = None
+            settlement.parts_paid, sweep.parts_done = None, False
 
     def _durable_only(self) -> None:
         self.pending.clear()  # what was not written is not reported

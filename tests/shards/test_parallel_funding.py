@@ -18,6 +18,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from ledger.application.feed import read_lines, run_feed
 from ledger.application.service import Ledger
 from ledger.application.shards import shard_of
@@ -28,6 +30,8 @@ from .support import cli, databases, dump
 
 START = datetime.fromisoformat("2025-03-03T00:00:00+00:00")
 NAMES = [f"fund{i:02d}" for i in range(8)]
+THIN = ["thin0", "thin1", "thin3"]  # one in each of 3 shards: called and liquidated at 20:00
+CRASH = 5  # the 20:00 mark: 52,700
 
 
 def _line(at: datetime, **command: Any) -> str:
@@ -67,6 +71,13 @@ def _positions() -> list[str]:
         if number % 3 != 2:  # most hold the USDC perpetual too
             lines.append(_line(at, type="fill", id="f2", account=name, symbol="BTCUSDC",
                                side=side, qty=str(7 * (number + 1)), price="60000"))
+    for name in THIN:
+        # 20 contracts = 0.02 BTC long, 150 USDT: at a mark of 52,700 the loss is
+        # 0.02 × 7,300 = 146, equity ≈ 4 (less funding paid) < maintenance 0.005 × 1,054.
+        lines += [_line(at, type="open_account", account=name, mode="single_asset"),
+                  _line(at, type="deposit", id="d", account=name, asset="USDT", amount="150"),
+                  _line(at, type="fill", id="f", account=name, symbol="BTCUSDT", side="buy",
+                        qty="20", price="60000")]
     return lines
 
 
@@ -76,7 +87,7 @@ def _periods(first: int, last: int) -> list[str]:
     lines = []
     for step in range(first, last + 1):
         at = START + timedelta(hours=4 * step)
-        mark = str(60000 + 150 * step * (-1) ** step)
+        mark = "52700" if step == CRASH else str(60000 + 150 * step * (-1) ** step)
         rate = "0" if step == 4 else f"0.000{step % 5 + 1}"  # step 4: nothing paid
         lines += [
             _line(at - timedelta(minutes=30), type="funding_rate", symbol="BTCUSDT", rate=rate),
@@ -113,6 +124,12 @@ def _one_process(url: str, path: Path) -> list[int]:
     return [r.line for r in report.rejected]
 
 
+def _sweep_events(state: dict[str, Any]) -> Counter[tuple[str, str]]:
+    """(account, type) of every margin call and liquidation trigger in a dump."""
+    return Counter((name, e["type"]) for name, history in state["events"].items()
+                   for e in history if e["type"] in ("MarginCallIssued", "LiquidationTriggered"))
+
+
 def _funding_events(state: dict[str, Any]) -> Counter[tuple[str, str, str]]:
     """(account, symbol, period) of every FundingSettled event in a dump."""
     return Counter((name, e["symbol"], e["period"]) for name, history in state["events"].items()
@@ -122,6 +139,7 @@ def _funding_events(state: dict[str, Any]) -> Counter[tuple[str, str, str]]:
 def test_workers_settle_funding_in_parts_with_the_events_of_one_process(
         postgres_url: str, tmp_path: Path) -> None:
     assert len({shard_of(name, 3) for name in NAMES}) == 3  # every shard has holders
+    assert sorted(shard_of(name, 3) for name in THIN) == [0, 1, 2]
     path = _write(tmp_path / "feed.jsonl", _header() + _positions() + _periods(1, 6))
     with databases(postgres_url, 3) as (single, three, two):
         rejected = _one_process(single, path)
@@ -129,9 +147,13 @@ def test_workers_settle_funding_in_parts_with_the_events_of_one_process(
         funding = _funding_events(expected)
         # Periods 1..6 (4-hourly): BTCUSDC at each, BTCUSDT at the 8-hourly ones (2, 4, 6);
         # period 4's rate is zero, so nothing is paid then: 5 periods × 6 USDC holders +
-        # 2 periods × 8 USDT holders = 46 payments, each once.
-        assert sum(funding.values()) == 46
+        # 2 periods × 11 USDT holders = 52 payments, each once.
+        assert sum(funding.values()) == 52
         assert set(funding.values()) == {1}
+        # The 20:00 sweep calls and liquidates each thin account, once.
+        assert _sweep_events(expected) == Counter(
+            {(name, kind): 1 for name in THIN
+             for kind in ("MarginCallIssued", "LiquidationTriggered")})
         assert len(rejected) == 1  # the settlement at no funding time
 
         for url, workers in ((three, "3"), (two, "2")):
@@ -142,18 +164,29 @@ def test_workers_settle_funding_in_parts_with_the_events_of_one_process(
             assert dump(url) == expected
 
 
+CASES = {
+    # Shard 1's part of the 04:00 funding (BTCUSDC only): its USDC holders are paid.
+    "funding": (3, "settle_funding", 1),
+    # Shard 0's part of the 20:00 sweep: thin0 is called and liquidated.
+    "sweep": (CRASH + 1, "check_margin", 0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
 def test_a_run_stopped_between_the_parts_is_finished_exactly_once(
-        postgres_url: str, tmp_path: Path) -> None:
-    """Shard 1 of 3 commits its part of the 04:00 settlement, then the run stops (no marker,
-    the other shards unpaid). A later run — one process, or three workers — pays the others,
-    skips shard 1's accounts, and writes the marker with `paid` true: the store then holds
-    exactly what one uninterrupted process writes."""
-    head = _header() + _positions() + _periods(1, 0)
-    settlement = _line(START + timedelta(hours=4), type="settle_funding")
-    rest = _periods(1, 3)
+        postgres_url: str, tmp_path: Path, case: str) -> None:
+    """One shard of 3 commits its part of a periodic command, then the run stops (no marker,
+    the other shards not done). A later run — one process, or three workers — does the other
+    shards, skips the accounts done, and records the command once: the store then holds
+    exactly what one uninterrupted process writes (funding: the marker says `paid`)."""
+    steps, kind, shard = CASES[case]
+    rest = _periods(1, steps)
+    at = START + timedelta(hours=4 * (1 if kind == "settle_funding" else CRASH))
+    line = _line(at, type=kind)
+    cut = rest.index(line)
+    head = _header() + _positions()
     whole = _write(tmp_path / "whole.jsonl", head + rest)
-    prefix = _write(tmp_path / "prefix.jsonl", head + rest[:5])  # up to the 04:00 settlement
-    assert json.loads(rest[5]) == json.loads(settlement)
+    prefix = _write(tmp_path / "prefix.jsonl", head + rest[:cut])
     with databases(postgres_url, 3) as (single, resumed_one, resumed_workers):
         _one_process(single, whole)
         expected = dump(single)
@@ -161,17 +194,24 @@ def test_a_run_stopped_between_the_parts_is_finished_exactly_once(
             _one_process(url, prefix)
             worker = ShardWorker(url)
             try:
-                paid = worker.settle_part(0, settlement, 1, 3)
-                worker.ledger.uow.flush()  # shard 1's part committed; then the run stops
+                paid = worker.settle_part(0, line, shard, 3)
+                worker.ledger.uow.flush()  # this shard's part committed; then the run stops
             finally:
                 worker.ledger.close()
-            assert paid == {"BTCUSDC": True}
-            partial = _funding_events(dump(url))
-            assert {name for name, _, _ in partial} == {
-                name for name in NAMES if shard_of(name, 3) == 1 and NAMES.index(name) % 3 != 2}
+            partial = dump(url)
+            if kind == "settle_funding":
+                assert paid == {"BTCUSDC": True}
+                assert {name for name, _, _ in _funding_events(partial)} == {
+                    name for name in NAMES
+                    if shard_of(name, 3) == shard and NAMES.index(name) % 3 != 2}
+            else:
+                assert paid == {}
+                assert set(_sweep_events(partial)) == {
+                    (name, kind) for name in THIN if shard_of(name, 3) == shard
+                    for kind in ("MarginCallIssued", "LiquidationTriggered")}
 
         _one_process(resumed_one, whole)
         assert dump(resumed_one) == expected
         run = cli(resumed_workers, "run", "--workers", "3", "--batch", "4", str(whole))
-        assert run.returncode == 1, run.stderr  # the settlement at no funding time, again
+        assert run.returncode == (1 if steps >= 2 else 0), run.stderr  # no funding time
         assert dump(resumed_workers) == expected

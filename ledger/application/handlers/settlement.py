@@ -36,12 +36,16 @@ from ledger.times import format_at, to_micros
 
 
 @dataclass(frozen=True)
-class FundingPart:
-    """The share of a funding settlement a shard worker applies: the holders of its shard
-    (`shard_of(name, shards) == shard`), no period marker (workers.py, docs/sharding.md)."""
+class Part:
+    """The share of a periodic command (funding, sweep) a shard worker applies: the accounts
+    of its shard (`shard_of(name, shards) == shard`), no once-per-period marker (workers.py,
+    docs/sharding.md)."""
 
     shard: int
     shards: int
+
+    def owns(self, name: str) -> bool:
+        return shard_of(name, self.shards) == self.shard
 
 
 class SettlementCommands(Handlers):
@@ -49,7 +53,7 @@ class SettlementCommands(Handlers):
 
     def __init__(self, uow: UnitOfWork, refs: ReferenceReader, history: AccountHistory) -> None:
         super().__init__(uow, refs, history)
-        self.part: FundingPart | None = None  # set while a shard worker applies its part
+        self.part: Part | None = None  # set while a shard worker applies its part
         self.paid: dict[str, bool] = {}  # per symbol, what the last part paid or found paid
         self.parts_paid: dict[str, bool] | None = None  # set: write the markers of the parts
         self._streams: dict[str, tuple[str, UUID]] | None = None  # hex id → (name, id)
@@ -173,9 +177,8 @@ class SettlementCommands(Handlers):
         accounts = self.uow.accounts
         mine = [streams[stream] for stream in holders if stream in streams]
         if self.part is not None:
-            part = self.part
-            mine = [(name, aid) for name, aid in mine
-                    if shard_of(name, part.shards) == part.shard]
+            owns = self.part.owns
+            mine = [(name, aid) for name, aid in mine if owns(name)]
         self.uow.load_accounts([name for name, aid in mine if aid not in accounts])
         for name, aid in mine:
             account = accounts.get(aid) or self.uow.account(name)
