@@ -15,7 +15,10 @@ each line (a malformed line is reported by the coordinator itself) and routes it
   order and commits, and the others catch up before their next command. So no worker applies a
   command before the reference data that precedes it in the feed, nor ever sees reference data
   that follows it, and a periodic command sees every account as one process would; its marker
-  is written once, by worker 0.
+  is written once, by worker 0;
+- a funding settlement or margin sweep in such a run is applied in parts: every worker
+  applies it to its own accounts and votes, then each commits, then worker 0 writes its marker
+  (`Coordinator._parallel`; docs/sharding.md says how a run stopped between parts finishes).
 
 The events are those one process writes (same streams, same versions, same hashes): each
 account's commands reach its one writer in feed order and a transfer has the same legs either
