@@ -173,22 +173,29 @@ class SettlementCommands(Handlers):
         moved on since."""
         found = []
         holders = sorted(self.uow.holders(symbol))
-        streams = self._account_streams(holders)
-        accounts = self.uow.accounts
-        mine = [streams[stream] for stream in holders if stream in streams]
-        if self.part is not None:
-            owns = self.part.owns
-            mine = [(name, aid) for name, aid in mine if owns(name)]
-        self.uow.load_accounts([name for name, aid in mine if aid not in accounts])
-        for name, aid in mine:
-            account = accounts.get(aid) or self.uow.account(name)
-            state = account if account.last_at <= at else self.account_at(name, at)
+        # Holders are stream ids: those in memory are found by id (a running process holds
+        # them all), the others are loaded by name, read from the stream index.
+        held = {aid.hex: account for aid, account in self.uow.accounts.items()}
+        missing = [stream for stream in holders if stream not in held]
+        if missing:
+            streams = self._account_streams(missing)
+            named = [streams[stream] for stream in missing if stream in streams]
+            if self.part is not None:
+                named = [(name, aid) for name, aid in named if self.part.owns(name)]
+            self.uow.load_accounts([name for name, _ in named])
+            for name, aid in named:
+                held[aid.hex] = self.uow.accounts.get(aid) or self.uow.account(name)
+        for stream in holders:
+            account = held.get(stream)
+            if account is None or (self.part is not None and not self.part.owns(account.name)):
+                continue
+            state = account if account.last_at <= at else self.account_at(account.name, at)
             if state is None:
                 continue
             positions = [
-                (margin_type, held["qty"])
+                (margin_type, held_position["qty"])
                 for margin_type in (CROSS, ISOLATED)
-                if (held := state.position(symbol, margin_type)) is not None
+                if (held_position := state.position(symbol, margin_type)) is not None
             ]
             if positions:
                 found.append((account, positions))
