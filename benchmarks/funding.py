@@ -10,7 +10,13 @@ funding settlement twice over:
   — find what is due, load every holder from the store, settle, save;
 - `settle_steady_s` (00:00 the next day): the same scheduler a period later, after another
   process wrote a rate and a mark: it catches up from the notification log and keeps its
-  accounts in memory, so this is the figure of a scheduler that has been running.
+  accounts in memory, so this is the figure of a scheduler that has been running;
+- `settle_workers_cold_s`, `settle_workers_warm_s` (two more funding times): the same through
+  `ledger run --workers 2` (`workers`), every worker settling its own holders in parallel and
+  worker 0 writing the period's marker — first in fresh workers, then in the running pool.
+
+`cpu_us_per_position`: this process's CPU time (time.process_time) per position, warm, cold
+and steady; the machine may be shared, so the wall-clock figures are noisy.
 
 Setup is quick by construction: the instrument is listed at 07:00, so 08:00 is its first funding
 time (nothing else is due), accounts open, deposit and fill in `with ledger.batch():` blocks of
@@ -19,6 +25,7 @@ time (nothing else is due), accounts open, deposit and fill in `with ledger.batc
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -63,8 +70,8 @@ def _account_commands(index: int) -> Iterator[Command]:
                          "qty": "10", "price": "50000", "fee": "0"})
 
 
-def funding_bench(url: str, positions: int = 100_000, batch_accounts: int = 2_000
-                  ) -> dict[str, Any]:
+def funding_bench(url: str, positions: int = 100_000, batch_accounts: int = 2_000,
+                  workers: int = 2) -> dict[str, Any]:
     """Build `positions` open positions in the empty store at `url`, then time one funding
     settlement of them all (see the module docstring). Returns the figures."""
     from schedulers.jobs import Jobs
@@ -83,9 +90,9 @@ def funding_bench(url: str, positions: int = 100_000, batch_accounts: int = 2_00
     setup_s = time.perf_counter() - started
 
     # Warm: the settlement alone, every holder already in memory.
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     ledger.handle(parse_command({"type": "settle_funding", "at": format_at(FIRST)}))
-    warm_s = time.perf_counter() - started
+    warm_s, warm_cpu_s = time.perf_counter() - started, time.process_time() - cpu
     ledger.handle(parse_command({"type": "funding_rate", "at": format_at(FIRST + timedelta(
         minutes=30)), "symbol": "BTCUSDT", "rate": "0.0001"}))
     ledger.close()
@@ -93,9 +100,9 @@ def funding_bench(url: str, positions: int = 100_000, batch_accounts: int = 2_00
     # Cold: the scheduler's path on a fresh ledger, at the next funding time.
     fresh = Ledger(url)
     jobs = Jobs(fresh, FixedClock(SECOND), sweep_seconds=3600)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     report = jobs.run("funding")
-    cold_s = time.perf_counter() - started
+    cold_s, cold_cpu_s = time.perf_counter() - started, time.process_time() - cpu
     assert [s.period.at for s in report.settled] == [SECOND], report.line()
     events = report.settled[0].events
     periods = [e.period for e in fresh.events.get(instrument_id("BTCUSDT"))
@@ -112,18 +119,62 @@ def funding_bench(url: str, positions: int = 100_000, batch_accounts: int = 2_00
         minutes=1)), "symbol": "BTCUSDT", "price": "50100"}))
     feed.close()
     jobs = Jobs(fresh, FixedClock(third), sweep_seconds=3600)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     report = jobs.run("funding")
-    steady_s = time.perf_counter() - started
+    steady_s, steady_cpu_s = time.perf_counter() - started, time.process_time() - cpu
     assert [s.period.at for s in report.settled] == [third], report.line()
     fresh.close()
+    parts = _parallel_settlements(url, third, workers) if workers > 1 else {}
     return {
         "positions": positions,
         "setup_s": round(setup_s, 1),
         "settle_cold_s": round(cold_s, 2),
         "settle_warm_s": round(warm_s, 2),
         "settle_steady_s": round(steady_s, 2),
+        "cpu_us_per_position": {"warm": round(warm_cpu_s / positions * 1e6, 1),
+                                "cold": round(cold_cpu_s / positions * 1e6, 1),
+                                "steady": round(steady_cpu_s / positions * 1e6, 1)},
+        **parts,
         "events": events,
         "transactions_per_settlement": 1,
         "batch_accounts": batch_accounts,
+    }
+
+
+def _parallel_settlements(url: str, after: datetime, workers: int) -> dict[str, Any]:
+    """Time two more funding times through `ledger run --workers N` (workers.py: every worker
+    settles its own holders, worker 0 writes the marker): the first in freshly started
+    workers, each loading its holders (`settle_workers_cold_s`), the next with them in memory
+    (`settle_workers_warm_s`, a running pool). A deposit after each settlement closes its
+    barrier; the time is taken when the coordinator asks for the line after it."""
+    from ledger.application.workers import run_sharded
+
+    marks: list[float] = []
+    periods = [after + timedelta(hours=8), after + timedelta(hours=16)]
+
+    def lines() -> Iterator[tuple[int, str]]:
+        number = 0
+        for index, period in enumerate(periods):
+            for command in (
+                {"type": "funding_rate", "at": format_at(period - timedelta(minutes=30)),
+                 "symbol": "BTCUSDT", "rate": "0.0001"},
+                {"type": "settle_funding", "at": format_at(period)},
+                {"type": "deposit", "at": format_at(period), "id": f"bench-{index}",
+                 "account": "bench-0000000", "asset": "USDT", "amount": "1"},
+            ):
+                number += 1
+                if command["type"] == "deposit":
+                    marks.append(time.perf_counter())  # the barrier runs when it is routed
+                yield number, json.dumps(command)
+        marks.append(time.perf_counter())
+
+    started = time.perf_counter()
+    report = run_sharded(url, lines(), workers)
+    ended = time.perf_counter()
+    assert report.failure is None and not report.rejected, report
+    return {
+        "workers": workers,
+        "settle_workers_cold_s": round(marks[1] - marks[0], 2),
+        "settle_workers_warm_s": round(marks[2] - marks[1], 2),
+        "workers_start_and_stop_s": round(ended - started - (marks[2] - marks[0]), 2),
     }

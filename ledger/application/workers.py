@@ -15,7 +15,10 @@ each line (a malformed line is reported by the coordinator itself) and routes it
   order and commits, and the others catch up before their next command. So no worker applies a
   command before the reference data that precedes it in the feed, nor ever sees reference data
   that follows it, and a periodic command sees every account as one process would; its marker
-  is written once, by worker 0.
+  is written once, by worker 0;
+- a funding settlement or margin sweep in such a run is applied in parts: every worker
+  applies it to its own accounts and votes, then each commits, then worker 0 writes its marker
+  (`Coordinator._parallel`; docs/sharding.md says how a run stopped between parts finishes).
 
 The events are those one process writes (same streams, same versions, same hashes): each
 account's commands reach its one writer in feed order and a transfer has the same legs either
@@ -29,13 +32,16 @@ import multiprocessing
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from decimal import InvalidOperation, Overflow
 from multiprocessing.connection import Connection
 from typing import Any, Literal
 
 from ledger.application.commands import (
     COMMANDS,
     KEY_SEPARATOR,
+    CheckMarginCmd,
     Command,
+    SettleFundingCmd,
     TransferCmd,
     idempotency_key,
     parse_line,
@@ -62,6 +68,18 @@ def route(command: Command, workers: int) -> tuple[int, int] | None:
         shard = shard_of(account, workers)
         return shard, shard
     return None
+
+
+PARALLEL_TYPES = frozenset({"settle_funding", "check_margin"})
+"""Periodic commands every worker applies to its own accounts (`Coordinator._parallel`)."""
+
+
+def _is_parallel(text: str) -> bool:
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and data.get("type") in PARALLEL_TYPES
 
 
 ACCOUNT_TYPES = frozenset(kind for kind, model in COMMANDS.items()
@@ -191,6 +209,18 @@ class ShardWorker:
                     connection.send(("synced", None))
                 elif kind == "catch_up":
                     self.ledger.catch_up()
+                elif kind == "part":
+                    current = payload[0]
+                    connection.send(("voted", self.settle_part(*payload)))
+                elif kind == "commit":
+                    self.ledger.uow.flush()
+                    connection.send(("committed", None))
+                elif kind == "discard":
+                    self.ledger.discard()
+                elif kind == "marker":
+                    current = payload[0][0]
+                    self.write_marker(*payload)
+                    connection.send(("synced", None))
                 elif kind == "stop":
                     connection.send(("report", self.report))
                     return
@@ -203,6 +233,48 @@ class ShardWorker:
                 traceback.format_exc(), self.report.last_durable_line), self.report))
         finally:
             self.ledger.close()
+
+    def settle_part(self, number: int, text: str, shard: int, shards: int
+                    ) -> dict[str, bool] | None:
+        """Apply this worker's part of a funding settlement or margin sweep: its own
+        accounts, no once-per-period marker, not yet committed (the coordinator says commit or
+        discard once every part has voted). Return what it paid (or found paid) per symbol
+        ({} for a sweep), or None when the command is refused: then it is applied whole, by
+        worker 0, as one process would."""
+        from ledger.application.handlers.settlement import Part
+
+        ledger = self.ledger
+        ledger.catch_up()
+        try:
+            command = parse_line(text)
+        except LedgerError:
+            return None
+        if not isinstance(command, (SettleFundingCmd, CheckMarginCmd)):
+            return None
+        handlers = ledger.settlement if isinstance(command, SettleFundingCmd) else ledger.sweep
+        handlers.part = Part(shard, shards)
+        try:
+            if isinstance(command, SettleFundingCmd):
+                ledger.settlement.settle_funding(command)
+            else:
+                ledger.sweep.check_margin(command)
+        except (LedgerError, InvalidOperation, Overflow):
+            ledger.discard()
+            return None
+        finally:
+            handlers.part = None
+        return dict(ledger.settlement.paid) if isinstance(command, SettleFundingCmd) else {}
+
+    def write_marker(self, item: tuple[int, str, str | None, str], paid: dict[str, bool]
+                     ) -> None:
+        """Apply a funding settlement or sweep whose parts are committed: its period markers
+        (with what the parts paid) and its idempotency key, as one process records them."""
+        settlement, sweep = self.ledger.settlement, self.ledger.sweep
+        settlement.parts_paid, sweep.parts_done = paid, True
+        try:
+            self.apply([item])
+        finally:
+            settlement.parts_paid, sweep.parts_done = None, False
 
     def _durable_only(self) -> None:
         self.pending.clear()  # what was not written is not reported
@@ -344,19 +416,66 @@ class Coordinator:
             self._flush(index)
 
     def _release_globals(self) -> None:
-        """The barrier before a run of reference or periodic lines (module docstring)."""
+        """The barrier before a run of reference or periodic lines (module docstring); a
+        funding settlement in it is applied by every worker for its own accounts."""
         if not self.globals:
             return
         self._flush_all()
+        run, self.globals = self.globals, []
+        segment: list[tuple[int, str, str | None, str]] = []
+        for item in run:
+            if self.n > 1 and _is_parallel(item[1]):
+                self._apply_globals(segment)
+                segment = []
+                self._parallel(item)
+            else:
+                segment.append(item)
+        self._apply_globals(segment)
+
+    def _apply_globals(self, items: list[tuple[int, str, str | None, str]]) -> None:
+        """Every worker commits what it holds, worker 0 applies `items` in order and
+        commits, the others catch up before their next command."""
+        if not items:
+            return
         for index in range(1, self.n):
             self._send(index, ("sync", None))
         for index in range(1, self.n):
             self._expect(index, "synced")
-        self._send(0, ("global", self.globals))
+        self._send(0, ("global", items))
         self._expect(0, "synced")
         for index in range(1, self.n):
             self._send(index, ("catch_up", None))
-        self.globals = []
+
+    def _parallel(self, item: tuple[int, str, str | None, str]) -> None:
+        """A funding settlement in parts (docs/sharding.md): every worker settles its own
+        holders and votes; if every part passed, each commits its part, then worker 0 writes
+        the period markers (paid: any part paid) and the command's key. A run stopped
+        between commits is finished by any later run: an account paid already is skipped
+        (and counts as paid), the marker is written once. A refused part: every part is
+        discarded and worker 0 applies the command whole, as one process would."""
+        number, text = item[0], item[1]
+        for index in range(self.n):
+            self._send(index, ("part", (number, text, index, self.n)))
+        votes: list[dict[str, bool] | None] = [
+            self._expect(index, "voted") for index in range(self.n)]
+        if any(vote is None for vote in votes):
+            for index in range(self.n):
+                self._send(index, ("discard", None))
+            self._apply_globals([item])
+            return
+        for index in range(self.n):
+            self._send(index, ("commit", None))
+        for index in range(self.n):
+            self._expect(index, "committed")
+        paid: dict[str, bool] = {}
+        for vote in votes:
+            assert vote is not None
+            for symbol, part_paid in vote.items():
+                paid[symbol] = paid.get(symbol, False) or part_paid
+        self._send(0, ("marker", (item, paid)))
+        self._expect(0, "synced")
+        for index in range(1, self.n):
+            self._send(index, ("catch_up", None))
 
     def _leg(self, index: int, number: int, text: str, leg: str, verdict: str = "") -> Outcome:
         self._flush(index)

@@ -16,6 +16,7 @@ from ledger.application.handlers.base import (
     APPLIED,
     Handlers,
 )
+from ledger.application.handlers.settlement import Part
 from ledger.application.history import AccountHistory
 from ledger.application.reader import ReferenceReader
 from ledger.application.unit_of_work import UnitOfWork
@@ -48,6 +49,8 @@ class SweepCommands(Handlers):
         # it is provably the same (see `_flags_at`), so outcomes never depend on it.
         self._sweep_memory: dict[UUID, tuple[int, int, SweepFlags]] = {}
         self.swept_skipped = 0  # accounts the last sweep left alone: their history is later
+        self.part: Part | None = None  # set while a shard worker sweeps its own accounts
+        self.parts_done = False  # set: every part is committed, record the sweep only
         uow.resets.append(self._reset)
         uow.foreign_writes.append(self._reset)
         refs.recorded.append(self._reference_recorded)
@@ -72,20 +75,42 @@ class SweepCommands(Handlers):
 
         A signal is about the present: the sweep acts only on accounts whose history ends at
         or before `at`; an account that has moved past it is skipped (counted in
-        `swept_skipped`, no event)."""
+        `swept_skipped`, no event).
+        In parts (workers.py): `part` set, the accounts of one shard only and the sweep is not
+        recorded; `parts_done` set, the sweep is recorded and no account swept. An account
+        that holds this sweep's events already (a part committed before the run stopped) is
+        not swept again."""
+        if self.parts_done:
+            self._add_sweep_time(cmd.at)
+            return APPLIED
         previous = self._previous_sweep(cmd.at)
-        self.uow.load_accounts(self.uow.account_names())
+        names = self.uow.account_names()
+        if self.part is not None:
+            names = [name for name in names if self.part.owns(name)]
+        self.uow.load_accounts(names)
         self.swept_skipped = 0
-        for name in self.uow.account_names():
+        for name in names:
             account = self.uow.find_account(name)
             if account is None:
                 continue
             if account.last_at > cmd.at:
                 self.swept_skipped += 1
                 continue
+            if account.last_at == cmd.at and self._swept_before(account, cmd.at):
+                continue
             self._sweep_account(account, cmd.at, previous)
-        self._add_sweep_time(cmd.at)
+        if self.part is None:
+            self._add_sweep_time(cmd.at)
         return APPLIED
+
+    def _swept_before(self, account: Account, at: datetime) -> bool:
+        """Tell whether the account holds events of the sweep at `at` already (a part
+        committed before a run stopped). Every sweep event is posted at `at` (the sweep acts
+        only on accounts whose history ends by then), so only an account whose history ends
+        at `at` can hold one."""
+        before = self.history.version_at(account.id, to_micros(at) - 1)
+        return any(isinstance(event, SWEEP_EVENTS) and event.at == at
+                   for event in self.history.events(account.id, gt=before))
 
     def _opened_after(self, account: Account, at: datetime) -> bool:
         return account.version == 1 and account.last_at > at
@@ -200,6 +225,11 @@ class SweepCommands(Handlers):
                                       with_asset=other, with_exact=given_exact,
                                       discount=discount, asset_index=index,
                                       with_index=other_index, with_precision=precision)
+
+
+SWEEP_EVENTS = (Account.MarginToppedUp, Account.AutoExchanged, Account.MarginCallIssued,
+                Account.LiquidationTriggered, Account.LiquidationStepPlanned)
+"""The events only a sweep records."""
 
 
 @dataclass(frozen=True)
