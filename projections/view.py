@@ -20,9 +20,23 @@ from eventsourcing.persistence import IntegrityError, Tracking, TrackingRecorder
 from sqlalchemy import Connection, Engine, Table, and_, delete, exc, insert, select, update
 
 from projections.tables import tracking
+from projections.types import UtcDateTime
 
 Hook = Callable[[str], None]
 """Called with "row" between rows, "statement" after a statement, "commit" before commit."""
+
+
+def _memo(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Return `process` remembering its results (for one statement's values)."""
+    found: dict[Any, Any] = {}
+
+    def remembered(value: Any) -> Any:
+        text = found.get(value)
+        if text is None:
+            text = found[value] = process(value)
+        return text
+
+    return remembered
 
 
 class TrackingConflict(IntegrityError):
@@ -86,11 +100,38 @@ class PageWriter:
         self._after("statement")
 
     def insert(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert new rows (PostgreSQL: one COPY, the fastest path into a table)."""
-        if rows and self.hook is None and self.connection.dialect.name == "postgresql":
-            self._copy(table, rows)
+        """Insert new rows (PostgreSQL: one COPY, the fastest path into a table; SQLite: one
+        `executemany` of the driver's own statement)."""
+        if rows and self.hook is None:
+            if self.connection.dialect.name == "postgresql":
+                self._copy(table, rows)
+                return
+            self._executemany(table, rows)
             return
         self._run(insert(table), rows)
+
+    def _executemany(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert rows with one plain `executemany`, each value bound by its column type's
+        own bind processor (the exact text SQLAlchemy's `insert` would bind), without
+        SQLAlchemy compiling and processing parameters row by row (a quarter of a page's
+        time on SQLite)."""
+        columns = list(rows[0])
+        dialect = self.connection.dialect
+        processors: list[Callable[[Any], Any] | None] = [
+            table.c[name].type.bind_processor(dialect) for name in columns]
+        statement = (f'INSERT INTO "{table.name}" ('
+                     + ", ".join(f'"{name}"' for name in columns) + ") VALUES ("
+                     + ", ".join("?" for _ in columns) + ")")
+        for index, name in enumerate(columns):
+            process = processors[index]
+            if isinstance(table.c[name].type, UtcDateTime) and process is not None:
+                processors[index] = _memo(process)  # the rows of one event share its `at`
+        pairs = list(zip(columns, processors, strict=True))
+        values = [tuple(row[name] if process is None else process(row[name])
+                        for name, process in pairs) for row in rows]
+        self.connection.exec_driver_sql(statement, values)
+        self.rows += len(rows)
+        self._after("statement")
 
     def _copy(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
         """COPY rows in the page's transaction (the DBAPI connection is the same). The
