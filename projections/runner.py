@@ -22,7 +22,13 @@ subscribing fails on SQLite; a page of 1,000 per transaction is what keeps up wi
 
 Figures (margin state, debts, interest) are computed at the end of each page from the runner's
 in-memory replay (`projections.replay`), before the write transaction opens, so a page holds the
-database's write lock only while it writes.
+database's write lock only while it writes. They are computed only where the page can move them:
+after each account event of the page (margin figures; an account's last event of the page also
+gives its debts), and, for reference data recorded late, on the committed rows it reaches
+(holders of that symbol or asset, `at` from the change to the next value). A reference change
+that is not late moves no row: every row is as of its own event's `at`. Markets are built once
+per span between two reference changes (`Replay.market`). Rows are written by COPY on
+PostgreSQL and one `executemany` on SQLite.
 
 Entry points: `run(url, until_caught_up=False)`, `rebuild(url)` (from zero), `status(url)`.
 """
