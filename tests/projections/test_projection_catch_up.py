@@ -165,3 +165,47 @@ def test_a_page_with_only_a_late_mark_rewrites_the_holders_rows(store_url: str) 
         assert runner.run(url, until_caught_up=True) == 1
         assert dump(url) == tables_before
         assert runner.status(url).lag == 0
+
+
+def test_a_late_mark_is_seen_by_a_runner_that_already_priced_later_events(
+        store_url: str) -> None:
+    """One runner, two pages. Page 1: alice and bob go long BTCUSDT at 10 s (mark 50,000), a
+    BTC index at 100 s (a reference change), bob deposits at 200 s (priced at mark 50,000).
+    Page 2: a mark of 40,000 stamped 50 s, then alice deposits at 60 s: her row must be
+    priced at 40,000 (in force at 60 s), not with the market the runner built for bob's row
+    — same holdings, and the late mark inserts a change before the span that market was
+    cached for. Every row is checked against the ledger's figures.
+    """
+    def at(seconds: int) -> str:
+        return format_at(START + timedelta(seconds=seconds))
+
+    def fill(account: str) -> dict[str, Any]:
+        return {"type": "fill", "at": at(10), "id": f"f-{account}", "account": account,
+                "symbol": "BTCUSDT", "side": "buy", "qty": "10", "price": "50000",
+                "liquidity": "maker", "margin_type": "cross", "leverage": "10"}
+
+    with fresh_store(store_url) as url:
+        _send(url, [*setup_commands(interest=False), fill("alice"), fill("bob")])
+        _send(url, [{"type": "index_price", "at": at(100), "asset": "BTC",
+                     "price": "50000"}])
+        _send(url, [{"type": "deposit", "at": at(200), "id": "d-bob", "account": "bob",
+                     "asset": "USDT", "amount": "1"}])
+        worker = Runner(url)
+        try:
+            worker.run(until_caught_up=True)
+            _send(url, [{"type": "mark_price", "at": at(50), "symbol": "BTCUSDT",
+                         "price": "40000"}])
+            _send(url, [{"type": "deposit", "at": at(60), "id": "d-alice", "account": "alice",
+                         "asset": "USDT", "amount": "1"}])
+            assert worker.run(until_caught_up=True) == 2
+        finally:
+            worker.close()
+        rows = _margin_rows(url)
+        alice = max(version for account, version in rows if account == "alice")
+        # alice: 2,000 − fee 0.1 + 1 = 2,000.9 USDT, uPnL 10 × 0.001 × (40,000 − 50,000) = −100.
+        assert rows[("alice", alice)]["equity_usd"] == Decimal("1900.9")
+        ledger = Ledger(url)
+        try:
+            assert margin_rows_mismatches(ledger, url) == []
+        finally:
+            ledger.close()
