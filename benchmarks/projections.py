@@ -1,10 +1,15 @@
 """Catch-up rate of the projection runner (events/s), for `ledger bench` and the notes.
 
-`catch_up_rate(url, events)` fills a scratch store with synthetic trading until its log holds
-at least `events` notifications (accounts opened and funded, then cross fills with fees and a
-mark price every few fills, in batches of 1,000 commands as a feed would send them), then
-rebuilds every read model from zero and times the rebuild. The store's read models are
-replaced: give it a scratch database.
+`catch_up_rate(url, events)` fills a scratch store until its log holds at least `events`
+notifications, then rebuilds every read model from zero and times the rebuild: wall clock and
+this process's CPU per event (the figure that holds on a shared machine; the database server's
+share is not in it). The store's read models are replaced: give it a scratch database.
+
+Feeds: `fill` (default) is the ingest bench's own fill feed (`benchmarks.run.fill_feed`: one
+account per 100 fills, a mark price every 100 fills; a fill records `Filled` and `FeeCharged`),
+ingested by the feed runner, so the rate compares with the ingest figures (issue 11 goal:
+catch-up ≥ the 2-worker ingest rate); `synthetic` is the older one (200 accounts, a mark every
+10 fills, optionally interest-bearing USDT: the interest read model's costliest case).
 """
 
 from __future__ import annotations
@@ -23,35 +28,54 @@ class CatchUp:
     events: int  # notifications applied by the rebuild
     seconds: float
     page_size: int
+    cpu_seconds: float = 0.0  # this process's CPU time (not the database server's)
 
     @property
     def events_per_s(self) -> float:
         return self.events / self.seconds if self.seconds else 0.0
 
+    @property
+    def cpu_us_per_event(self) -> float:
+        return self.cpu_seconds / self.events * 1e6 if self.events else 0.0
+
     def __str__(self) -> str:
         return (f"{self.events} events in {self.seconds:.1f} s: {self.events_per_s:,.0f} "
-                f"events/s (pages of {self.page_size})")
+                f"events/s, CPU {self.cpu_us_per_event:.0f} µs/event (pages of "
+                f"{self.page_size})")
 
 
-def catch_up_rate(url: str, events: int, *, page_size: int = 1000, accounts: int = 200,
-                  interest: bool = False) -> CatchUp:
+def catch_up_rate(url: str, events: int, *, page_size: int | None = None,
+                  accounts: int = 200, interest: bool = False, feed: str = "fill") -> CatchUp:
     """Fill the store to `events` notifications, rebuild the read models, return the rate.
 
-    `interest`: configure USDT with an interest rate, so that accounts that owe it make the
-    interest read model integrate their history (the read model's costliest case).
+    `feed`: "fill" (the ingest bench's feed) or "synthetic" (`accounts`, `interest`: USDT
+    with an interest rate, so that accounts that owe it make the interest read model
+    integrate their history). `page_size`: the runner's default unless given.
     """
     from ledger.numbers import install
-    from projections.runner import rebuild, status
+    from projections.runner import PAGE_SIZE, rebuild, status
 
     install()
     if not schema.is_current(url):
         schema.upgrade(url)
     head = status(url).head
     if head < events:
-        _ingest(url, events - head, accounts, interest)
-    started = time.perf_counter()
-    applied = rebuild(url, page_size=page_size)
-    return CatchUp(applied, time.perf_counter() - started, page_size)
+        if feed == "fill":
+            _ingest_fills(url, events - head)
+        else:
+            _ingest(url, events - head, accounts, interest)
+    size = page_size or PAGE_SIZE
+    started, cpu = time.perf_counter(), time.process_time()
+    applied = rebuild(url, page_size=size)
+    return CatchUp(applied, time.perf_counter() - started, size, time.process_time() - cpu)
+
+
+def _ingest_fills(url: str, events: int) -> None:
+    """Append the ingest bench's fill feed: about two events per fill."""
+    from benchmarks.run import _ingest, fill_feed
+
+    fills = max(100, events // 2)
+    _ingest(url, fill_feed(fills, accounts=max(10, fills // 100)))
 
 
 def _ingest(url: str, events: int, accounts: int, interest: bool) -> None:

@@ -60,6 +60,17 @@ def applied_postings(event: Account.Event, account: str) -> list[tuple[int, Post
     events, and each line counts once, with the event of the account it moves, so per-account
     sums of the journal are balances and the journal as a whole sums to zero per asset.
     """
+    last = _last_applied
+    if last and last[0] is event and last[1] == account:
+        lines: list[tuple[int, Posting]] = last[2]  # the same event, for the next read model
+        return lines
     postings = getattr(event, "postings", None) or ()
-    return [(index, posting) for index, posting in enumerate(postings)
-            if posting.account == account or posting.account.startswith(SYSTEM_PREFIX)]
+    found = [(index, posting) for index, posting in enumerate(postings)
+             if posting.account == account or posting.account.startswith(SYSTEM_PREFIX)]
+    _last_applied[:] = [event, account, found]
+    return found
+
+
+_last_applied: list[Any] = []
+"""(event, account, lines) of the last call: balances, system balances and the journal ask in
+turn about the same event (an event is immutable, and kept alive by this reference)."""

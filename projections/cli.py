@@ -100,7 +100,7 @@ def projections() -> None:
 
 @projections.command("run")
 @click.option("--once", is_flag=True, help="Catch up with the log, then exit.")
-@click.option("--page-size", default=1000, show_default=True,
+@click.option("--page-size", default=5000, show_default=True,
               help="Notifications per transaction.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar while catching up (default: when stderr is a terminal).")
@@ -192,7 +192,7 @@ def _progress(show: bool, total: int) -> Iterator[Callable[[int], None]]:
 
 @projections.command()
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--page-size", default=1000, show_default=True,
+@click.option("--page-size", default=5000, show_default=True,
               help="Notifications per transaction.")
 @click.pass_context
 def rebuild(ctx: click.Context, yes: bool, page_size: int) -> None:

@@ -32,7 +32,10 @@ FIGURES = ("equity_usd", "effective_equity_usd", "maintenance_margin_usd", "init
 
 
 def figure_columns(figures: rules.AccountFigures) -> dict[str, Decimal | None]:
-    margin = figures.margin
+    return margin_columns(figures.margin)
+
+
+def margin_columns(margin: rules.MarginFigures) -> dict[str, Decimal | None]:
     return {"equity_usd": margin.equity_usd,
             "effective_equity_usd": margin.effective_equity_usd,
             "maintenance_margin_usd": margin.maintenance_margin_usd,
@@ -63,12 +66,15 @@ class MarginState(ReadModel):
             {"account": step.account, "version": step.version,
              "notification_id": step.notification_id, "event_type": step.event_type,
              "at": step.at, "at_micros": step.at_micros, "mode": step.snapshot.mode.value,
-             **figure_columns(replay.figures(step))}
+             **margin_columns(replay.margin(step))}
             for step in replay.page.steps
         ]
+        late_changes = replay.late_changes()
+        if not late_changes:
+            return
         written = {(step.account, step.version) for step in replay.page.steps}
         table = tables.margin_state
-        for late in replay.late_changes():
+        for late in late_changes:
             query = select(table).where(table.c.at_micros >= late.start)
             if late.end is not None:
                 query = query.where(table.c.at_micros < late.end)

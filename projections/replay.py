@@ -26,10 +26,11 @@ cached.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from array import array
+from bisect import bisect_right, insort
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -49,6 +50,7 @@ from ledger.times import to_micros
 
 ACCOUNT_CACHE = 20_000
 SNAPSHOT_CACHE = 50_000
+MARKET_CACHE = 10_000
 
 
 def reference_topics() -> tuple[str, ...]:
@@ -146,6 +148,7 @@ class Page:
     before_at: dict[UUID, datetime] = field(default_factory=dict)  # last `at` before the page
     late: list[tuple[str, str, Series[Any], int]] = field(default_factory=list)
     figures: dict[tuple[UUID, int], rules.AccountFigures] = field(default_factory=dict)
+    last_versions: dict[UUID, int] = field(default_factory=dict)  # the account's last step
 
 
 def market_for(reference: ReferenceData, snapshot: rules.AccountSnapshot,
@@ -196,6 +199,10 @@ class Replay:
         self._streams: dict[UUID, tuple[str, str]] = {}  # reference stream → (kind, name)
         self._accounts: OrderedDict[UUID, Account] = OrderedDict()
         self._snapshots: OrderedDict[tuple[UUID, int], rules.AccountSnapshot] = OrderedDict()
+        # Markets by what they price and the span between two reference changes they fall in
+        # (`market`); emptied whenever reference data arrives.
+        self._changes = array("q")  # `at` (micros) of every reference event, sorted
+        self._markets: dict[tuple[frozenset[str], frozenset[str], int], rules.Market] = {}
 
     # ------------------------------------------------------------------ feeding
 
@@ -227,6 +234,7 @@ class Replay:
                     type(event).__name__, account.snapshot())
         self.page.steps.append(step)
         self.page.by_account.setdefault(account_id, []).append(step)
+        self.page.last_versions[account_id] = version
         return account
 
     def _apply_reference(self, event: Reference.Event) -> None:
@@ -250,6 +258,8 @@ class Replay:
             self.reference.settings.observe(event)
             series = self.reference.settings.portfolio
         micros = to_micros(event.at)
+        insort(self._changes, micros)
+        self._markets.clear()
         if series is not None and self.committed_until is not None \
                 and micros <= self.committed_until:
             self.page.late.append((kind, name, series, micros))
@@ -281,8 +291,44 @@ class Replay:
         key = (step.account_id, step.version)
         found = self.page.figures.get(key)
         if found is None:
-            found = figures_at(self.reference, step.snapshot, step.at)
+            found = rules.evaluate(step.snapshot, self.market(step.snapshot, step.at),
+                                   limits=False)
             self.page.figures[key] = found
+        return found
+
+    def margin(self, step: Step) -> rules.MarginFigures:
+        """Return the account-level margin figures after this step, at its `at`.
+
+        The last step of an account in the page also needs its debts (read models `debts`
+        and `interest`), so it gets every figure (`figures`, kept for them); any other step
+        only the margin figures, which `rules.margin_figures` computes without the positions'
+        and the assets' figures — the same `_core` and `_margin` as `evaluate`'s, so the same
+        values at about half the cost.
+        """
+        if self.page.last_versions.get(step.account_id) == step.version:
+            return self.figures(step).margin
+        return rules.margin_figures(step.snapshot, self.market(step.snapshot, step.at))
+
+    def market(self, snapshot: rules.AccountSnapshot, at: datetime) -> rules.Market:
+        """Return `market_for(reference, snapshot, at)`, built once per span of time.
+
+        A market is the value of every reference series it reads at `at`, so it is the same
+        at any instant between two reference changes (of any stream: a coarser test than
+        the series it reads, never a wrong one), except for its own `at` (which options and
+        portfolio units read): a market found is taken with `at` replaced. New reference
+        data empties the cache (a late value can fall into any span).
+        """
+        symbols = frozenset([p.symbol for p in snapshot.positions]).union(snapshot.orders)
+        assets = frozenset(snapshot.balances).union(snapshot.spot_in_use)
+        key = (assets, symbols, bisect_right(self._changes, to_micros(at)))
+        found = self._markets.get(key)
+        if found is None:
+            if len(self._markets) >= MARKET_CACHE:
+                self._markets.clear()
+            found = self.reference.market(at, assets, symbols)
+            self._markets[key] = found
+        elif found.at != at:
+            found = replace(found, at=at)
         return found
 
     def last_steps(self) -> Iterator[Step]:

@@ -18,11 +18,17 @@ The library's abstractions are used where they fit: each read model is an events
 `Projection` whose `process_event` dispatches on the event type, its tracking a
 `TrackingRecorder` (`ReadModelView`), positions are `Tracking` objects. The library's
 `ProjectionRunner` is not: it applies one event per transaction in a thread of its own, and
-subscribing fails on SQLite; a page of 1,000 per transaction is what keeps up with ingest.
+subscribing fails on SQLite; pages of up to 5,000 per transaction are what keep up with ingest.
 
 Figures (margin state, debts, interest) are computed at the end of each page from the runner's
 in-memory replay (`projections.replay`), before the write transaction opens, so a page holds the
-database's write lock only while it writes.
+database's write lock only while it writes. They are computed only where the page can move them:
+after each account event of the page (margin figures; an account's last event of the page also
+gives its debts), and, for reference data recorded late, on the committed rows it reaches
+(holders of that symbol or asset, `at` from the change to the next value). A reference change
+that is not late moves no row: every row is as of its own event's `at`. Markets are built once
+per span between two reference changes (`Replay.market`). Rows are written by COPY on
+PostgreSQL and one `executemany` on SQLite.
 
 Entry points: `run(url, until_caught_up=False)`, `rebuild(url)` (from zero), `status(url)`.
 """
@@ -62,7 +68,7 @@ log = logging.getLogger("ledger.projections")
 APPLICATION = ReplayLedger.name
 """The upstream application of every tracking row ("Ledger")."""
 
-PAGE_SIZE = 1000
+PAGE_SIZE = 5000  # catch-up: fewer per-account rows and commits per event (issue 11)
 POLL_S = 0.5
 
 READ_MODELS: tuple[type[ReadModel], ...] = (
