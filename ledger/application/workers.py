@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import time
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -192,7 +193,7 @@ class ShardWorker:
                 elif kind == "catch_up":
                     self.ledger.catch_up()
                 elif kind == "stop":
-                    connection.send(("report", self.report))
+                    connection.send(("report", self.report, time.process_time()))
                     return
         except Exception as error:  # noqa: BLE001 - reported to the coordinator, which stops
             from ledger.application.unit_of_work import is_store_error
@@ -208,15 +209,32 @@ class ShardWorker:
         self.pending.clear()  # what was not written is not reported
 
 
-def _serve(url: str, connection: Connection) -> None:
+def _serve(url: str, connection: Connection, sequencer: Connection | None = None,
+           index: int = 0) -> None:
+    from ledger.application.sequencer import name_process
+
+    name_process(f"ledger-shard-{index}")
     try:
         worker = ShardWorker(url)
+        if sequencer is not None:
+            _use_sequencer(worker, sequencer)
     except Exception as error:  # noqa: BLE001 - the store cannot be opened
         connection.send(("failed", WorkerFailure(None, True, f"{type(error).__name__}: {error}",
                                                  traceback.format_exc()), RunReport()))
         return
     connection.send(("ready", None))
     worker.serve(connection)
+
+
+def _use_sequencer(worker: ShardWorker, connection: Connection) -> None:
+    """Send this worker's writes to the store's sequencer (ledger/application/sequencer.py)."""
+    from ledger.application.sequencer import EVENTS_TABLE, SNAPSHOTS_TABLE, SequencerClient
+
+    recorder: Any = worker.ledger.recorder
+    # The sequencer writes these tables by name: a store named otherwise must not use it.
+    assert recorder.events_table_name == EVENTS_TABLE, recorder.events_table_name
+    assert recorder.snapshots_table == SNAPSHOTS_TABLE, recorder.snapshots_table
+    recorder.sequencer = SequencerClient(connection)
 
 
 # ---------------------------------------------------------------------------------- coordinator
@@ -228,6 +246,8 @@ class ShardedReport:
     acknowledged: int = 0
     rejected: list[Rejection] = field(default_factory=list)
     failure: WorkerFailure | None = None
+    worker_cpu_s: list[float] = field(default_factory=list)  # each worker process's CPU time
+    sequencer: Any = None  # the sequencer's GroupFigures (PostgreSQL), for the bench
 
 
 class WorkerGone(Exception):
@@ -249,17 +269,23 @@ class Coordinator:
         self.globals: list[tuple[int, str, str | None, str]] = []
         self.connections: list[Connection] = []
         self.processes: list[Any] = []
+        self.sequencer: Any = None  # the sequencer process (PostgreSQL only)
+        self.sequencer_control: Connection | None = None
 
     # -------------------------------------------------------------- processes
 
     def start(self) -> None:
         context = multiprocessing.get_context("fork")
+        to_sequencer = self._start_sequencer(context) if uses_sequencer(self.url) else None
         for index in range(self.n):
             mine, theirs = context.Pipe()
-            process = context.Process(target=_serve, args=(self.url, theirs), daemon=True,
-                                      name=f"ledger-shard-{index}")
+            sequenced = to_sequencer[index] if to_sequencer else None
+            process = context.Process(target=_serve, args=(self.url, theirs, sequenced, index),
+                                      daemon=True, name=f"ledger-shard-{index}")
             process.start()
             theirs.close()
+            if sequenced is not None:
+                sequenced.close()  # the worker alone holds its end: it sees the sequencer die
             self.connections.append(mine)
             self.processes.append(process)
             # The first one brings the store to the current schema before the others open it.
@@ -267,6 +293,25 @@ class Coordinator:
                 self._expect(0, "ready")
         for index in range(1, self.n):
             self._expect(index, "ready")
+
+    def _start_sequencer(self, context: Any) -> list[Connection]:
+        """Fork the store's sequencer before any worker, so that no worker inherits the
+        sequencer's end of another worker's pipe (each worker sees EOF when it dies)."""
+        from ledger.application.sequencer import serve
+
+        pairs = [context.Pipe() for _ in range(self.n)]
+        control, theirs = context.Pipe()
+        ends = [end for end, _ in pairs]
+        workers_ends = [end for _, end in pairs]
+        self.sequencer = context.Process(
+            target=serve, args=(self.url, ends, theirs, [*workers_ends, control]), daemon=True,
+            name="ledger-sequencer")
+        self.sequencer.start()
+        theirs.close()
+        for end in ends:
+            end.close()
+        self.sequencer_control = control
+        return workers_ends
 
     def _expect(self, index: int, kind: str) -> Any:
         try:
@@ -402,6 +447,7 @@ class Coordinator:
                 continue
             if message[0] == "report":
                 self._merge(message[1])
+                self.report.worker_cpu_s.append(message[2])
             elif message[0] == "failed":
                 if self.report.failure is None:
                     self.report.failure = message[1]
@@ -412,14 +458,35 @@ class Coordinator:
         self.report.acknowledged += report.acknowledged
         self.report.rejected.extend(report.rejected)
 
+    def _stop_sequencer(self) -> None:
+        """Stop the sequencer once every worker has stopped; keep its figures."""
+        control = self.sequencer_control
+        if control is None:
+            return
+        try:
+            control.send(("stop", None))
+            if control.poll(30):
+                self.report.sequencer = control.recv()[1]
+        except (BrokenPipeError, EOFError, OSError):
+            pass  # it died: the workers it served have said so
+        control.close()
+        self.sequencer_control = None
+
     def _end(self) -> None:
         for connection in self.connections:
             connection.close()
-        for process in self.processes:
+        self._stop_sequencer()
+        for process in [*self.processes, *([self.sequencer] if self.sequencer else [])]:
             process.join(timeout=30)
             if process.is_alive():  # pragma: no cover - a worker that does not stop
                 process.kill()
                 process.join()
+
+
+def uses_sequencer(url: str) -> bool:
+    """Workers on PostgreSQL write through one sequencer; on SQLite each writes itself (the
+    database file's write lock already orders the log)."""
+    return url.startswith(("postgresql:", "postgres:", "postgresql+psycopg:"))
 
 
 def run_sharded(url: str, lines: Iterable[tuple[int, str]], workers: int,
