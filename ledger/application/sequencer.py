@@ -117,10 +117,11 @@ class Sequencer:
         self.control = control
         self.connection: Any = None
         self.figures = GroupFigures()
+        self.cpu_started = time.process_time()
 
     def serve(self) -> None:
         """Write groups until the coordinator says stop (then send it the figures)."""
-        cpu = time.process_time()
+        self.cpu_started = time.process_time()
         try:
             while self.workers:
                 ready = wait([*self.workers, self.control])
@@ -140,7 +141,6 @@ class Sequencer:
                     self._answer(group, self._write_group([batch for _, batch in group]))
             self._control(block=True)
         finally:
-            self.figures.cpu_s = time.process_time() - cpu
             if self.connection is not None:
                 self.connection.close()
 
@@ -152,6 +152,7 @@ class Sequencer:
             self.control.recv()
         except (EOFError, OSError):
             return True
+        self.figures.cpu_s = time.process_time() - self.cpu_started
         try:
             self.control.send(("figures", self.figures))
         except OSError:
