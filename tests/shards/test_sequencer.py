@@ -79,3 +79,41 @@ def test_one_process_continues_the_log_after_the_sequencer(postgres_url: str,
             ids = [row[0] for row in connection.execute(
                 "SELECT notification_id FROM ledger_events ORDER BY notification_id")]
         assert ids == [1, 2, 3]
+
+
+def _line(command: dict[str, object]) -> str:
+    return json.dumps({"at": "2025-01-01T00:00:00Z", **command})
+
+
+def test_a_worker_retries_a_batch_another_writer_beat(postgres_url: str) -> None:
+    """A scheduler (here: a one-process run) deposits to a worker's account between two of the
+    worker's batches: the worker's next write conflicts (its copy of the account is stale),
+    and instead of stopping the run it reloads and applies the batch again: 100 + 50 + 25."""
+    from ledger.application import queries
+    from ledger.application.workers import ShardWorker
+
+    with databases(postgres_url, 1) as (url,):
+        worker = ShardWorker(url)
+        other = Ledger(url)
+        try:
+            assert worker.apply([
+                (1, _line({"type": "asset", "asset": "USDT", "precision": 8}), None, ""),
+                (2, _line({"type": "open_account", "account": "alice",
+                           "mode": "single_asset"}), None, ""),
+                (3, _line({"type": "deposit", "id": "d1", "account": "alice",
+                           "asset": "USDT", "amount": "100"}), None, ""),
+            ]) == ["applied", "applied", "applied"]
+            report = run_feed(other, iter([(1, _line(
+                {"type": "deposit", "id": "d2", "account": "alice", "asset": "USDT",
+                 "amount": "50"}))]))
+            assert report.applied == 1
+            assert worker.apply([(4, _line(
+                {"type": "deposit", "id": "d3", "account": "alice", "asset": "USDT",
+                 "amount": "25"}), None, "")]) == ["applied"]
+            assert worker.report.applied == 4  # each line counted once, after its commit
+            deposits = [event for event in queries.events(other, "alice")
+                        if event["type"] == "Deposited"]
+        finally:
+            worker.ledger.close()
+            other.close()
+        assert [event["version"] for event in deposits] == [2, 3, 4]
