@@ -231,13 +231,18 @@ class ShardWorker:
                 elif kind == "stop":
                     connection.send(("report", self.report, time.process_time()))
                     return
+        except EOFError:
+            return  # the coordinator is gone: nobody to report to
         except Exception as error:  # noqa: BLE001 - reported to the coordinator, which stops
             from ledger.application.unit_of_work import is_store_error
 
             self._durable_only()
-            connection.send(("failed", WorkerFailure(
-                current, is_store_error(error), f"{type(error).__name__}: {error}",
-                traceback.format_exc(), self.report.last_durable_line), self.report))
+            try:
+                connection.send(("failed", WorkerFailure(
+                    current, is_store_error(error), f"{type(error).__name__}: {error}",
+                    traceback.format_exc(), self.report.last_durable_line), self.report))
+            except OSError:
+                pass  # the coordinator is gone too
         finally:
             self.ledger.close()
 
@@ -246,9 +251,14 @@ class ShardWorker:
 
 
 def _serve(url: str, connection: Connection, sequencer: Connection | None = None,
-           index: int = 0) -> None:
+           index: int = 0, inherited: tuple[Connection, ...] = ()) -> None:
     from ledger.application.sequencer import name_process
 
+    # The coordinator's ends this fork copied (its own pipe's, the earlier workers', the
+    # sequencer's control): closed, so that when the coordinator dies every pipe to it closes
+    # and this worker stops instead of waiting for it for good.
+    for end in inherited:
+        end.close()
     name_process(f"ledger-shard-{index}")
     try:
         worker = ShardWorker(url)
@@ -317,8 +327,13 @@ class Coordinator:
         for index in range(self.n):
             mine, theirs = context.Pipe()
             sequenced = to_sequencer[index] if to_sequencer else None
-            process = context.Process(target=_serve, args=(self.url, theirs, sequenced, index),
-                                      daemon=True, name=f"ledger-shard-{index}")
+            inherited = (mine, *self.connections, *to_sequencer[index + 1:]) if to_sequencer \
+                else (mine, *self.connections)
+            if self.sequencer_control is not None:
+                inherited += (self.sequencer_control,)
+            process = context.Process(
+                target=_serve, args=(self.url, theirs, sequenced, index, inherited),
+                daemon=True, name=f"ledger-shard-{index}")
             process.start()
             theirs.close()
             if sequenced is not None:

@@ -39,6 +39,41 @@ def _children(pid: int) -> dict[int, str]:
     return found
 
 
+def test_killed_coordinator_leaves_no_process_behind(postgres_url: str,
+                                                    tmp_path: Path) -> None:
+    """SIGKILL the `ledger run --workers 2` process itself: its workers and its sequencer see
+    their pipes close and end (they used to wait for it for good)."""
+    path = feeds.write(tmp_path / "feed.jsonl", feeds.generate(29, accounts=8, steps=400))
+    with databases(postgres_url, 1) as (url,):
+        run = subprocess.Popen([*ledger_bin(), "--db", url, "run", "--workers", "2", "--batch",
+                                "3", str(path)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+        children: dict[int, str] = {}
+        while len(children) < 3 and run.poll() is None:  # the sequencer and two workers
+            children = _children(run.pid)
+            time.sleep(0.02)
+        assert sorted(children.values()) == ["ledger-sequence", "ledger-shard-0",
+                                             "ledger-shard-1"]
+        time.sleep(0.5)
+        run.kill()
+        run.wait()
+        deadline = time.monotonic() + 30
+        alive = set(children)
+        while alive and time.monotonic() < deadline:
+            alive = {pid for pid in alive if _running(pid)}
+            time.sleep(0.1)
+        assert not alive, alive
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` still runs (an exited orphan is reaped by init; a zombie counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 @pytest.mark.parametrize("victim", ["ledger-sequencer", "ledger-shard-1"])
 def test_killed_sequencer_or_worker_then_rerun_gives_one_process_store(
         postgres_url: str, tmp_path: Path, victim: str) -> None:
