@@ -198,6 +198,9 @@ def _sequenced(url: str, lines: list[tuple[int, str]], count: int,
         "workers_cpu_us_per_event": round(sum(working) / events * 1e6, 1),
         "worker_start_cpu_s": [round(c, 2) for c in report.worker_start_cpu_s],
         "sequencer_cpu_us_per_event": round(sequencer.cpu_s / events * 1e6, 1),
+        "sequencer_server_cpu_us_per_event": (
+            None if sequencer.server_cpu_s is None
+            else round(sequencer.server_cpu_s / events * 1e6, 1)),
         "groups": sequencer.groups, "batches_per_group": round(sequencer.batches / groups, 2),
         "events_per_group": round(sequencer.events / groups),
         "locked_ms_per_group": round(sequencer.locked_s / groups * 1e3, 2),
@@ -215,7 +218,8 @@ def _line(label: str, f: dict[str, Any]) -> str:
     else:
         text += (f"CPU µs/event: coordinator {f['coordinator_cpu_us_per_event']}, workers "
                  f"{f['worker_cpu_us_per_event']} (sum {f['workers_cpu_us_per_event']}), "
-                 f"sequencer {f['sequencer_cpu_us_per_event']}; {f['groups']} groups of "
+                 f"sequencer {f['sequencer_cpu_us_per_event']} (its server process "
+                 f"{f['sequencer_server_cpu_us_per_event']}); {f['groups']} groups of "
                  f"{f['batches_per_group']} batches / {f['events_per_group']} events, "
                  f"locked {f['locked_ms_per_group']} ms (commit {f['commit_ms_per_group']} ms)"
                  f" per group = {f['locked_us_per_event']} µs/event; ")

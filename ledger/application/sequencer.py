@@ -38,6 +38,7 @@ UUID, version, topic and the stored bytes of each event (no decoding on either s
 
 from __future__ import annotations
 
+import os
 import pickle
 import signal
 import time
@@ -74,6 +75,7 @@ class GroupFigures:
     locked_s: float = 0.0  # from LOCK TABLE to the end of COMMIT, summed over groups
     commit_s: float = 0.0  # the COMMIT alone
     cpu_s: float = 0.0  # the sequencer process's CPU time
+    server_cpu_s: float | None = None  # its PostgreSQL backend's, when the server is local
     group_sizes: list[int] = field(default_factory=list)
 
 
@@ -118,6 +120,7 @@ class Sequencer:
         self.connection: Any = None
         self.figures = GroupFigures()
         self.cpu_started = time.process_time()
+        self.backend: int | None = None  # the server process of its connection
 
     def serve(self) -> None:
         """Write groups until the coordinator says stop (then send it the figures)."""
@@ -153,6 +156,7 @@ class Sequencer:
         except (EOFError, OSError):
             return True
         self.figures.cpu_s = time.process_time() - self.cpu_started
+        self.figures.server_cpu_s = _backend_cpu_s(self.backend)
         try:
             self.control.send(("figures", self.figures))
         except OSError:
@@ -172,6 +176,7 @@ class Sequencer:
 
         if self.connection is None or self.connection.closed:
             self.connection = psycopg.connect(self.url, connect_timeout=3)
+            self.backend = self.connection.info.backend_pid
         return self.connection
 
     def _write_group(self, batches: list[Batch]) -> list[tuple[str, str]]:
@@ -221,6 +226,18 @@ class Sequencer:
         figures.commit_s += done - committing
         figures.group_sizes.append(len(batches))
         return answers
+
+
+def _backend_cpu_s(pid: int | None) -> float | None:
+    """CPU seconds the server process `pid` has used, read from /proc when the server runs on
+    this machine (the bench's figure of the database's share); None otherwise."""
+    if pid is None:
+        return None
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()  # noqa: SIM115
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def write_batch(curs: Any, batch: Batch, first_id: int) -> None:
