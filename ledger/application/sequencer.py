@@ -175,7 +175,7 @@ class Sequencer:
         import psycopg
 
         if self.connection is None or self.connection.closed:
-            self.connection = psycopg.connect(self.url, connect_timeout=3)
+            self.connection = psycopg.connect(self.url, connect_timeout=3, autocommit=True)
             self.backend = self.connection.info.backend_pid
         return self.connection
 
@@ -218,6 +218,8 @@ class Sequencer:
             if self.connection is not None:
                 self.connection.close()
             return [("store", f"OperationalError: {error}")] * len(batches)
+        except psycopg.Error as error:  # rolled back whole: nothing of the group is written
+            return [("error", f"{type(error).__name__}: {error}")] * len(batches)
         figures = self.figures
         figures.groups += 1
         figures.batches += len(batches)
