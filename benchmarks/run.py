@@ -6,7 +6,8 @@ Cases:
   server (the ratio is the figure that matters);
 - `state`: latency of `state --at` for an account with N events, at an early and a late T;
 - `portfolio`: margin for 10,000 portfolio accounts with 20 positions each;
-- `funding`, `projections`: delegated to the scheduler and projection benches.
+- `funding`, `projections`: delegated to the scheduler and projection benches;
+- `shards` (only when asked): one process against 1 and 2 workers through the sequencer.
 """
 
 from __future__ import annotations
@@ -384,6 +385,10 @@ def run_bench(*, fills: int, history: int, pg_url: str | None, only: set[str],
         from benchmarks.api import bench_api
 
         results["api"] = bench_api(history, pg_url, out)
+    if "shards" in wanted and pg_url:  # issue 11: only when asked (`--only shards`)
+        from benchmarks.shards import bench_shards
+
+        results["shards"] = bench_shards(pg_url, out)
     if "portfolio" in wanted:
         from benchmarks.portfolio import bench_portfolio
 

@@ -6,13 +6,12 @@ Kept apart so that SQLite users never import psycopg (start-up time, DESIGN §8)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import retry
 from psycopg import Cursor
-from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from ledger.application.store import (
@@ -20,8 +19,10 @@ from ledger.application.store import (
     IndexQueries,
     SideRows,
     _stored,
-    _write_side_rows,
 )
+
+if TYPE_CHECKING:
+    from ledger.application.sequencer import SequencerClient
 
 STORE_ATTEMPTS = 3  # tries of a read or write whose connection is lost (the library: 10)
 STORE_WAIT_S = 0.5
@@ -44,9 +45,24 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder, IndexQueries):
             "COPY {schema}.{table} (originator_id, originator_version, topic, state)"
             " FROM STDIN (FORMAT BINARY)"
         ).format(schema=Identifier(datastore.schema), table=Identifier(events_table_name))
+        # Set in a shard worker of `ledger run --workers N`: its batches go to the store's
+        # one sequencing writer instead (ledger/application/sequencer.py).
+        self.sequencer: SequencerClient | None = None
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Write the events and the index rows: through the store's sequencer when this process
+        is a shard worker (never retried here: the sequencer answers once, after its commit),
+        else in a transaction of this process's own."""
+        if self.sequencer is not None:
+            self.sequencer.write(stored_events, kwargs.get("side"))
+            return None
+        self._insert_locked(stored_events, **kwargs)
+        return None
 
     @retry((InterfaceError, OperationalError), max_attempts=STORE_ATTEMPTS, wait=STORE_WAIT_S)
-    def insert_events(
+    def _insert_locked(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         """Write the events and the index rows in one transaction, with COPY.
@@ -63,7 +79,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder, IndexQueries):
         with self.datastore.get_connection() as conn, conn.transaction(), \
                 conn.cursor() as curs:
             if side:
-                self._copy_side_rows(curs, side)
+                copy_side_rows(curs, side, self.snapshots_table)
             if stored_events:
                 self._lock_table(curs)
                 self._notify_channel(curs)
@@ -73,17 +89,6 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder, IndexQueries):
                         copy.write_row((event.originator_id, event.originator_version,
                                         event.topic, event.state))
         return None
-
-    def _copy_side_rows(self, curs: Cursor[DictRow], side: SideRows) -> None:
-        if side.events:
-            with curs.copy("COPY ledger_event_index (stream_id, version, at_micros, kind)"
-                           " FROM STDIN") as copy:
-                for row in side.events:
-                    copy.write_row(row)
-        rest = SideRows(commands=side.commands, streams=side.streams, holders=side.holders,
-                        checkpoints=side.checkpoints, snapshots=side.snapshots)
-        if rest:
-            _write_side_rows(curs, rest, "%s", self.snapshots_table)
 
     def latest_snapshots(self, table: str, ids: Sequence[Any]) -> list[StoredEvent]:
         rows = self._rows(
@@ -105,6 +110,37 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder, IndexQueries):
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(sql, tuple(params))
             return [tuple(row.values()) for row in curs.fetchall()]
+
+
+SIDE_COPIES = (  # (SideRows field, COPY statement): plain inserts, so a taken key still fails
+    ("events", "COPY ledger_event_index (stream_id, version, at_micros, kind) FROM STDIN"),
+    ("commands", "COPY ledger_commands (command_key, content_hash, at_micros, content)"
+                 " FROM STDIN"),
+    ("streams", "COPY ledger_streams (stream_id, kind, name) FROM STDIN"),
+    ("holders", "COPY ledger_holders (symbol, stream_id) FROM STDIN"),
+    ("checkpoints", "COPY ledger_interest_checkpoints (stream_id, asset, at_micros, version,"
+                    " accrued) FROM STDIN"),
+)
+
+
+def copy_side_rows(curs: Cursor[Any], side: SideRows, snapshots_table: str) -> None:
+    """Write a batch's index rows and snapshots by COPY in the cursor's transaction (a row
+    per statement cost the server a round of parsing each; a key already taken raises the
+    same unique violation either way)."""
+    for name, statement in SIDE_COPIES:
+        rows = getattr(side, name)
+        if rows:
+            with curs.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row(row)
+    if side.snapshots:
+        with curs.copy(SQL("COPY {table} (originator_id, originator_version, topic, state)"
+                           " FROM STDIN (FORMAT BINARY)").format(
+                table=Identifier(snapshots_table))) as copy:
+            copy.set_types(EVENT_TYPES)
+            for snapshot in side.snapshots:
+                copy.write_row((snapshot.originator_id, snapshot.originator_version,
+                                snapshot.topic, snapshot.state))
 
 
 def shorten_retries(recorder: Any) -> None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import time
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -47,10 +48,17 @@ from ledger.application.commands import (
     parse_line,
     repeat_key,
 )
-from ledger.application.feed import Rejection, RunReport, _identity, _raw_identity, _rejection
+from ledger.application.feed import (
+    WRITE_ATTEMPTS,
+    Rejection,
+    RunReport,
+    _identity,
+    _raw_identity,
+    _rejection,
+)
 from ledger.application.shards import shard_of
 from ledger.domain.chain import content_hash
-from ledger.errors import LedgerError, StoreUnavailableError
+from ledger.errors import ConcurrentWriteError, LedgerError, StoreUnavailableError
 
 APPLIED = "applied"
 ACKNOWLEDGED = "acknowledged"
@@ -168,8 +176,38 @@ class ShardWorker:
             key = idempotency_key(command) or repeat_key(command,
                                                          content_hash(command.content()))
             keys.append(key if leg in (None, "out") else f"{key}{KEY_SEPARATOR}{leg}")
-        ledger.prefetch_keys(keys)  # one query for the page, as `run_feed` does
         outcomes: list[Outcome] = []
+        start = 0  # parsed[:start] are durable (their outcomes in `outcomes`)
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            done: list[Outcome] = []
+            durable = [start]
+
+            def committed() -> None:
+                durable[0] = start + len(done)  # noqa: B023 - this attempt's list
+
+            ledger.flush_listeners.append(committed)
+            try:
+                ledger.prefetch_keys(keys)  # one query for the page, as `run_feed` does
+                self._apply(parsed[start:], done)
+            except ConcurrentWriteError:
+                # Another writer changed one of this shard's accounts: nothing of the
+                # uncommitted part was written; reload and run it again, as `run_feed` does.
+                outcomes.extend(done[:durable[0] - start])
+                start = durable[0]
+                self.pending.clear()  # not durable, not reported
+                ledger.discard()
+                if attempt == WRITE_ATTEMPTS:
+                    raise
+                continue
+            finally:
+                ledger.flush_listeners.remove(committed)
+            outcomes.extend(done)
+            return outcomes
+        raise AssertionError("unreachable: the last attempt returns")  # pragma: no cover
+
+    def _apply(self, parsed: list[tuple[int, str, str | None, str, Command | LedgerError]],
+               outcomes: list[Outcome]) -> None:
+        ledger = self.ledger
         money = ledger.money
         with ledger.batch():
             for number, text, leg, verdict, item in parsed:
@@ -186,7 +224,6 @@ class ShardWorker:
                 outcomes.append(outcome)
                 if leg is None:
                     self.pending.append((number, outcome))
-        return outcomes
 
     def serve(self, connection: Connection) -> None:
         """Answer the coordinator's messages until it says stop."""
@@ -222,15 +259,20 @@ class ShardWorker:
                     self.write_marker(*payload)
                     connection.send(("synced", None))
                 elif kind == "stop":
-                    connection.send(("report", self.report))
+                    connection.send(("report", self.report, time.process_time()))
                     return
+        except EOFError:
+            return  # the coordinator is gone: nobody to report to
         except Exception as error:  # noqa: BLE001 - reported to the coordinator, which stops
             from ledger.application.unit_of_work import is_store_error
 
             self._durable_only()
-            connection.send(("failed", WorkerFailure(
-                current, is_store_error(error), f"{type(error).__name__}: {error}",
-                traceback.format_exc(), self.report.last_durable_line), self.report))
+            try:
+                connection.send(("failed", WorkerFailure(
+                    current, is_store_error(error), f"{type(error).__name__}: {error}",
+                    traceback.format_exc(), self.report.last_durable_line), self.report))
+            except OSError:
+                pass  # the coordinator is gone too
         finally:
             self.ledger.close()
 
@@ -280,15 +322,37 @@ class ShardWorker:
         self.pending.clear()  # what was not written is not reported
 
 
-def _serve(url: str, connection: Connection) -> None:
+def _serve(url: str, connection: Connection, sequencer: Connection | None = None,
+           index: int = 0, inherited: tuple[Connection, ...] = ()) -> None:
+    from ledger.application.sequencer import name_process
+
+    # The coordinator's ends this fork copied (its own pipe's, the earlier workers', the
+    # sequencer's control): closed, so that when the coordinator dies every pipe to it closes
+    # and this worker stops instead of waiting for it for good.
+    for end in inherited:
+        end.close()
+    name_process(f"ledger-shard-{index}")
     try:
         worker = ShardWorker(url)
+        if sequencer is not None:
+            _use_sequencer(worker, sequencer)
     except Exception as error:  # noqa: BLE001 - the store cannot be opened
         connection.send(("failed", WorkerFailure(None, True, f"{type(error).__name__}: {error}",
                                                  traceback.format_exc()), RunReport()))
         return
-    connection.send(("ready", None))
+    connection.send(("ready", time.process_time()))  # CPU spent starting (the bench)
     worker.serve(connection)
+
+
+def _use_sequencer(worker: ShardWorker, connection: Connection) -> None:
+    """Send this worker's writes to the store's sequencer (ledger/application/sequencer.py)."""
+    from ledger.application.sequencer import EVENTS_TABLE, SNAPSHOTS_TABLE, SequencerClient
+
+    recorder: Any = worker.ledger.recorder
+    # The sequencer writes these tables by name: a store named otherwise must not use it.
+    assert recorder.events_table_name == EVENTS_TABLE, recorder.events_table_name
+    assert recorder.snapshots_table == SNAPSHOTS_TABLE, recorder.snapshots_table
+    recorder.sequencer = SequencerClient(connection)
 
 
 # ---------------------------------------------------------------------------------- coordinator
@@ -300,6 +364,9 @@ class ShardedReport:
     acknowledged: int = 0
     rejected: list[Rejection] = field(default_factory=list)
     failure: WorkerFailure | None = None
+    worker_cpu_s: list[float] = field(default_factory=list)  # each worker process's CPU time
+    worker_start_cpu_s: list[float] = field(default_factory=list)  # … of which to start
+    sequencer: Any = None  # the sequencer's GroupFigures (PostgreSQL), for the bench
 
 
 class WorkerGone(Exception):
@@ -321,24 +388,54 @@ class Coordinator:
         self.globals: list[tuple[int, str, str | None, str]] = []
         self.connections: list[Connection] = []
         self.processes: list[Any] = []
+        self.sequencer: Any = None  # the sequencer process (PostgreSQL only)
+        self.sequencer_control: Connection | None = None
 
     # -------------------------------------------------------------- processes
 
     def start(self) -> None:
         context = multiprocessing.get_context("fork")
+        to_sequencer = self._start_sequencer(context) if uses_sequencer(self.url) else None
         for index in range(self.n):
             mine, theirs = context.Pipe()
-            process = context.Process(target=_serve, args=(self.url, theirs), daemon=True,
-                                      name=f"ledger-shard-{index}")
+            sequenced = to_sequencer[index] if to_sequencer else None
+            inherited = (mine, *self.connections, *to_sequencer[index + 1:]) if to_sequencer \
+                else (mine, *self.connections)
+            if self.sequencer_control is not None:
+                inherited += (self.sequencer_control,)
+            process = context.Process(
+                target=_serve, args=(self.url, theirs, sequenced, index, inherited),
+                daemon=True, name=f"ledger-shard-{index}")
             process.start()
             theirs.close()
+            if sequenced is not None:
+                sequenced.close()  # the worker alone holds its end: it sees the sequencer die
             self.connections.append(mine)
             self.processes.append(process)
             # The first one brings the store to the current schema before the others open it.
             if index == 0:
-                self._expect(0, "ready")
+                self.report.worker_start_cpu_s.append(self._expect(0, "ready"))
         for index in range(1, self.n):
-            self._expect(index, "ready")
+            self.report.worker_start_cpu_s.append(self._expect(index, "ready"))
+
+    def _start_sequencer(self, context: Any) -> list[Connection]:
+        """Fork the store's sequencer before any worker, so that no worker inherits the
+        sequencer's end of another worker's pipe (each worker sees EOF when it dies)."""
+        from ledger.application.sequencer import serve
+
+        pairs = [context.Pipe() for _ in range(self.n)]
+        control, theirs = context.Pipe()
+        ends = [end for end, _ in pairs]
+        workers_ends = [end for _, end in pairs]
+        self.sequencer = context.Process(
+            target=serve, args=(self.url, ends, theirs, [*workers_ends, control]), daemon=True,
+            name="ledger-sequencer")
+        self.sequencer.start()
+        theirs.close()
+        for end in ends:
+            end.close()
+        self.sequencer_control = control
+        return workers_ends
 
     def _expect(self, index: int, kind: str) -> Any:
         try:
@@ -521,6 +618,7 @@ class Coordinator:
                 continue
             if message[0] == "report":
                 self._merge(message[1])
+                self.report.worker_cpu_s.append(message[2])
             elif message[0] == "failed":
                 if self.report.failure is None:
                     self.report.failure = message[1]
@@ -531,14 +629,35 @@ class Coordinator:
         self.report.acknowledged += report.acknowledged
         self.report.rejected.extend(report.rejected)
 
+    def _stop_sequencer(self) -> None:
+        """Stop the sequencer once every worker has stopped; keep its figures."""
+        control = self.sequencer_control
+        if control is None:
+            return
+        try:
+            control.send(("stop", None))
+            if control.poll(30):
+                self.report.sequencer = control.recv()[1]
+        except (BrokenPipeError, EOFError, OSError):
+            pass  # it died: the workers it served have said so
+        control.close()
+        self.sequencer_control = None
+
     def _end(self) -> None:
         for connection in self.connections:
             connection.close()
-        for process in self.processes:
+        self._stop_sequencer()
+        for process in [*self.processes, *([self.sequencer] if self.sequencer else [])]:
             process.join(timeout=30)
             if process.is_alive():  # pragma: no cover - a worker that does not stop
                 process.kill()
                 process.join()
+
+
+def uses_sequencer(url: str) -> bool:
+    """Workers on PostgreSQL write through one sequencer; on SQLite each writes itself (the
+    database file's write lock already orders the log)."""
+    return url.startswith(("postgresql:", "postgres:", "postgresql+psycopg:"))
 
 
 def run_sharded(url: str, lines: Iterable[tuple[int, str]], workers: int,
