@@ -108,6 +108,10 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder, IndexQueries):
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self.datastore.transaction(commit=False) as curs:
+            # A bulk read on a freshly loaded store (no statistics yet) was planned as a merge
+            # join and JIT-compiled: 710 ms per 2,000 streams, 230 ms with JIT off (issue 11).
+            # These are index look-ups: compiling them never pays.
+            curs.execute("SET LOCAL jit = off")
             curs.execute(sql, tuple(params))
             return [tuple(row.values()) for row in curs.fetchall()]
 
