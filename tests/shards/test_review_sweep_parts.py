@@ -73,3 +73,31 @@ def test_second_sweep_in_parts_does_not_call_again(tmp_path: Path) -> None:
     got = dump(workers)
     assert _calls(got) == _calls(expected)
     assert got == expected
+
+
+def test_a_repeated_sweep_in_parts_is_acknowledged_without_events(tmp_path: Path) -> None:
+    """A check_margin repeated at the same `at` is acknowledged by one process (its key is
+    taken): the parts must not sweep again when a price recorded since puts an account at
+    call."""
+    t0 = START + timedelta(hours=1)
+    lines = _feed()[:8] + [
+        _line(t0, type="check_margin"),  # healthy at 60,000: nothing
+        _line(t0, type="mark_price", symbol="BTCUSDT", price="52700"),
+        _line(t0, type="check_margin"),  # a repeat: acknowledged, no event
+    ]
+    path = tmp_path / "feed.jsonl"
+    path.write_text("".join(line + "\n" for line in lines))
+    single, workers = (f"sqlite:///{tmp_path / name}" for name in ("one.db", "two.db"))
+    ledger = Ledger(single)
+    try:
+        report = run_feed(ledger, ((n, t.removesuffix("\n")) for n, t in read_lines(str(path))))
+    finally:
+        ledger.close()
+    assert not report.rejected
+    expected = dump(single)
+    assert _calls(expected) == Counter()
+    run = cli(workers, "run", "--workers", "2", str(path))
+    assert run.returncode == 0, run.stderr
+    got = dump(workers)
+    assert _calls(got) == _calls(expected)
+    assert got == expected
