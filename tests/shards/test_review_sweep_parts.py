@@ -101,3 +101,36 @@ def test_a_repeated_sweep_in_parts_is_acknowledged_without_events(tmp_path: Path
     got = dump(workers)
     assert _calls(got) == _calls(expected)
     assert got == expected
+
+
+def test_a_repeated_funding_settlement_in_parts_pays_nothing(tmp_path: Path) -> None:
+    """A settle_funding repeated at the same `at` is acknowledged by one process. An
+    instrument listed since (due then too) must not be paid by the parts of the repeat."""
+    t = START + timedelta(hours=8)
+    lines = _feed()[:8] + [
+        _line(t, type="settle_funding"),
+        _line(t, type="instrument", symbol="ETHUSDT", kind="linear_perpetual", base="BTC",
+              settle="USDT", contract_size="0.001",
+              risk_tiers=[{"up_to": None, "mmr": "0.005", "max_leverage": "100"}]),
+        _line(t, type="mark_price", symbol="ETHUSDT", price="60000"),
+        _line(t, type="funding_rate", symbol="ETHUSDT", rate="0.001"),
+        _line(t, type="fill", id="g", account="thin0", symbol="ETHUSDT", side="buy",
+              qty="1", price="60000"),
+        _line(t, type="settle_funding"),  # a repeat: acknowledged, nothing paid
+    ]
+    path = tmp_path / "feed.jsonl"
+    path.write_text("".join(line + "\n" for line in lines))
+    single, workers = (f"sqlite:///{tmp_path / name}" for name in ("one.db", "two.db"))
+    ledger = Ledger(single)
+    try:
+        report = run_feed(ledger, ((n, t.removesuffix("\n")) for n, t in read_lines(str(path))))
+    finally:
+        ledger.close()
+    assert not report.rejected, report.rejected
+    expected = dump(single)
+    run = cli(workers, "run", "--workers", "2", str(path))
+    assert run.returncode == 0, run.stderr
+    got = dump(workers)
+    funding = [e for e in got["events"]["thin0"] if e["type"] == "FundingSettled"]
+    assert funding == [e for e in expected["events"]["thin0"] if e["type"] == "FundingSettled"]
+    assert got == expected
