@@ -45,6 +45,7 @@ from ledger.application.commands import (
     SettleFundingCmd,
     TransferCmd,
     idempotency_key,
+    identity,
     parse_line,
     repeat_key,
 )
@@ -292,6 +293,13 @@ class ShardWorker:
         except LedgerError:
             return None
         if not isinstance(command, (SettleFundingCmd, CheckMarginCmd)):
+            return None
+        key = identity(command)[2]
+        # A repeat (its key in the store: every worker has committed all it holds) is
+        # acknowledged by one process before any handler runs: no part may act on it. Read
+        # from the store, not `Ledger._prior`, which would remember the key as unused while
+        # worker 0 writes it (a sweep's marker writes no event, so no `catch_up` forgets it).
+        if ledger.index.seen_commands([key]):
             return None
         handlers = ledger.settlement if isinstance(command, SettleFundingCmd) else ledger.sweep
         handlers.part = Part(shard, shards)

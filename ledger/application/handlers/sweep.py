@@ -5,7 +5,7 @@ triggers, in that order (DESIGN §6.5, §6.9, 6.11; PORTFOLIO-MARGIN §10.10).
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -99,8 +99,10 @@ class SweepCommands(Handlers):
             if account.last_at == cmd.at and self._swept_before(account, cmd.at):
                 continue
             self._sweep_account(account, cmd.at, previous)
-        if self.part is None:
-            self._add_sweep_time(cmd.at)
+        # A part notes the sweep too (in memory): its worker's next sweep compares with this
+        # one, as one process does (worker 0's marker writes no event, so no `catch_up`
+        # resets the other workers' list; a discarded part resets it).
+        self._add_sweep_time(cmd.at)
         return APPLIED
 
     def _swept_before(self, account: Account, at: datetime) -> bool:
@@ -126,7 +128,10 @@ class SweepCommands(Handlers):
         return times[index - 1] if index else None
 
     def _add_sweep_time(self, at: datetime) -> None:
-        insort(self._sweep_times_list(), to_micros(at))
+        times, micros = self._sweep_times_list(), to_micros(at)
+        index = bisect_left(times, micros)
+        if index == len(times) or times[index] != micros:  # a part noted it already
+            times.insert(index, micros)
 
     def _sweep_account(self, account: Account, at: datetime, previous: int | None) -> None:
         if not account.positions and not account.orders and all(
