@@ -164,6 +164,61 @@ def bench_ingest(fills: int, pg_url: str | None, out: Callable[[str], None]) -> 
     return result
 
 
+def _rss_mib() -> float:
+    """This process's resident memory now (Linux /proc), MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def bench_growth(fills: int, out: Callable[[str], None], window: int = 10_000) -> dict[str, Any]:
+    """SQLite ingest as the store grows (issue 11: 300k fills at >= 90 % of the 10k-fill rate,
+    memory flat): one `Ledger`, the fill feed run window by window (`window` fills each, the
+    feed runner's own path), the rate and this process's resident memory after each window."""
+    from ledger.application.feed import run_feed
+    from ledger.application.service import Ledger
+
+    lines = fill_feed(fills, accounts=max(10, fills // 100))
+    numbered = list(enumerate(lines, start=1))
+    head = len(lines) - fills - fills // 100  # reference data and the accounts
+    windows: list[dict[str, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        ledger = Ledger(f"sqlite:///{tmp}/growth.db")
+        try:
+            run_feed(ledger, iter(numbered[:head]), batch_size=2000)
+            position = head
+            while position < len(numbered):
+                # a window ends after `window` fills (marks ride along with their fills)
+                end, counted = position, 0
+                while end < len(numbered) and counted < window:
+                    counted += '"fill"' in numbered[end][1]
+                    end += 1
+                began = time.perf_counter()
+                report = run_feed(ledger, iter(numbered[position:end]), batch_size=2000)
+                elapsed = time.perf_counter() - began
+                assert report.internal_error is None and not report.rejected
+                windows.append({"fills_done": sum(w["fills"] for w in windows) + counted,
+                                "fills": counted, "fills_per_s": counted / elapsed,
+                                "rss_mib": _rss_mib()})
+                position = end
+        finally:
+            ledger.close()
+    first, last = windows[0], windows[-1]
+    best_first = max(w["fills_per_s"] for w in windows[:3])
+    tail = [w["fills_per_s"] for w in windows[-3:]]
+    result = {"window": window, "windows": windows,
+              "first_rate": round(best_first), "last_rate": round(statistics.median(tail)),
+              "ratio_last_to_first": round(statistics.median(tail) / best_first, 3),
+              "rss_first_mib": round(first["rss_mib"]), "rss_last_mib": round(last["rss_mib"])}
+    out(f"growth SQLite: {fills:,} fills in windows of {window:,}: first windows "
+        f"{best_first:,.0f} fills/s (best of 3), last {statistics.median(tail):,.0f} "
+        f"(median of 3) = {result['ratio_last_to_first']:.0%}; resident memory "
+        f"{first['rss_mib']:,.0f} MiB after the first window, {last['rss_mib']:,.0f} MiB "
+        "after the last")
+    return result
+
+
 def history_lines(history: int) -> list[str]:
     """Return a feed that gives account `big` about `history` events (a fill records Filled and
     FeeCharged), one fill a second from START (also the API bench's store)."""
@@ -381,6 +436,8 @@ def run_bench(*, fills: int, history: int, pg_url: str | None, only: set[str],
         results["ingest"] = bench_ingest(fills, pg_url, out)
     if "state" in wanted:
         results["state"] = bench_state(history, pg_url, out)
+    if "growth" in wanted:  # issue 11: only when asked (`--only growth --fills 300000`)
+        results["growth"] = bench_growth(fills, out)
     if "api" in wanted:  # issue 12: only when asked (`--only api`)
         from benchmarks.api import bench_api
 

@@ -442,7 +442,7 @@ def demo(ctx: click.Context, accounts: int, seed: int, fresh: bool) -> None:
 @click.option("--postgres", "pg_url", default=None, envvar="LEDGER_BENCH_POSTGRES_URL",
               help="PostgreSQL URL to bench too (default: $LEDGER_BENCH_POSTGRES_URL).")
 @click.option("--only", type=click.Choice(["ingest", "state", "portfolio", "funding",
-                                           "projections", "api", "shards"]),
+                                           "projections", "api", "shards", "growth"]),
               multiple=True,
               help="Run only these cases.")
 @click.option("--quick", is_flag=True,
