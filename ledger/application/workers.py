@@ -722,6 +722,8 @@ class ShardPool(Coordinator):
                                                ) from lost
             except WorkerGone as gone:
                 if attempt == POOL_ATTEMPTS:
+                    if gone.failure.store:  # the scheduler's exit 2, as without workers
+                        raise StoreUnavailableError(gone.failure.message) from gone
                     raise
                 self.restart(gone.failure.message)
         raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover

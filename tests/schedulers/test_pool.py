@@ -135,6 +135,48 @@ def test_a_worker_killed_between_the_parts_commits_is_finished_once(postgres_url
         assert dump(crashed) == dump(single)
 
 
+def test_a_part_that_loses_its_commit_to_the_feed_is_run_again(postgres_url: str) -> None:
+    """Another writer (the feed) saves to bob (shard 0) between the parts and their commits:
+    worker 0's commit loses, its part is discarded, and the pool runs the parts again —
+    worker 1's holders, committed already, are skipped; the store is the one where the
+    deposit came before the settlement."""
+    deposit = f.parse_command({"type": "deposit", "at": format_at(f.T1), "id": "race",
+                               "account": "bob", "asset": "USDT", "amount": "5"})
+    with databases(postgres_url, 2) as (raced, single):
+        for url in (raced, single):
+            feed_everything(url)
+            _schedule(url, CRASH_AT - timedelta(hours=1), workers=2)
+        pool = ShardPool(raced, 2)
+        pool.start()
+        try:
+            text = json.dumps(p.Period.of(p.FUNDING, CRASH_AT).command())
+            for index in range(2):
+                pool._send(index, ("part", (0, text, index, 2)))
+            assert all(pool._expect(index, "voted") for index in range(2))
+            feed = Ledger(raced)
+            feed.handle(deposit)
+            feed.close()
+            for index in range(2):
+                pool._send(index, ("commit", True))
+            assert [pool._expect(index, "committed") for index in range(2)] == [False, True]
+            assert _funding(raced, "bob", CRASH_AT) == 0
+            assert _funding(raced, "alice", CRASH_AT) == 1
+            assert pool.settle(text) == "applied"
+            assert pool.restarts == 0
+        finally:
+            pool.close()
+        feed = Ledger(single)
+        feed.handle(deposit)
+        feed.close()
+        for url in (raced, single):
+            _schedule(url, UNTIL, workers=1)
+        assert {name: _funding(raced, name, CRASH_AT) for name in NAMES} == {
+            "alice": 1, "bob": 1, "carol": 1, "dave": 1, "erin": 0}
+        assert _markers(raced, "BTCUSDT", CRASH_AT) == 1
+        _check_once(raced)
+        assert dump(raced) == dump(single)
+
+
 def _children(pid: int) -> dict[int, str]:
     """{pid: name} of the processes whose parent is `pid` (Linux /proc)."""
     found = {}
