@@ -20,6 +20,9 @@ each line (a malformed line is reported by the coordinator itself) and routes it
   applies it to its own accounts and votes, then each commits, then worker 0 writes its marker
   (`Coordinator._parallel`; docs/sharding.md says how a run stopped between parts finishes).
 
+`ShardPool` keeps such workers running for the scheduler (`ledger scheduler --workers N`), which
+sends them its funding settlements and margin sweeps, one at a time, in the same parts.
+
 The events are those one process writes (same streams, same versions, same hashes): each
 account's commands reach its one writer in feed order and a transfer has the same legs either
 way. Only the interleaving of streams in the notification log differs.

@@ -9,6 +9,8 @@ The three-day market of `schedfeed` has positions in both shards of two (bob and
 - a worker killed (SIGKILL) between the parts' commits of a funding settlement — one shard's
   holders paid, the other's not, no marker — is finished by the next scheduler run exactly
   once: the same store as an uninterrupted run, each period settled once;
+- a part that loses its commit to another writer (the feed) is discarded and the parts run
+  again, the committed ones skipped;
 - a worker killed at a random moment of a running scheduler: the pool restarts and the run ends
   with the same store;
 - on SQLite the option is refused with a clear message.
