@@ -13,7 +13,12 @@ funding settlement twice over:
   accounts in memory, so this is the figure of a scheduler that has been running;
 - `settle_workers_cold_s`, `settle_workers_warm_s` (two more funding times): the same through
   `ledger run --workers 2` (`workers`), every worker settling its own holders in parallel and
-  worker 0 writing the period's marker — first in fresh workers, then in the running pool.
+  worker 0 writing the period's marker — first in fresh workers, then in the running pool;
+- `scheduler_pool` (PostgreSQL): the scheduler's funding job with a pool of shard workers
+  (`ledger scheduler --workers N`, `ShardPool`) for each N of `pool_sizes`, two more funding
+  times each: `cold_s` in a freshly started pool, `warm_s` in the running pool (the figure of
+  a running scheduler), with the CPU per position of each process (`cpu_us_per_position`:
+  the scheduler, each worker, the sequencer; read from /proc/PID/stat for the children).
 
 `cpu_us_per_position`: this process's CPU time (time.process_time) per position, warm, cold
 and steady; the machine may be shared, so the wall-clock figures are noisy.
@@ -71,7 +76,7 @@ def _account_commands(index: int) -> Iterator[Command]:
 
 
 def funding_bench(url: str, positions: int = 100_000, batch_accounts: int = 2_000,
-                  workers: int = 2) -> dict[str, Any]:
+                  workers: int = 2, pool_sizes: tuple[int, ...] = (1, 2)) -> dict[str, Any]:
     """Build `positions` open positions in the empty store at `url`, then time one funding
     settlement of them all (see the module docstring). Returns the figures."""
     from schedulers.jobs import Jobs
@@ -125,6 +130,14 @@ def funding_bench(url: str, positions: int = 100_000, batch_accounts: int = 2_00
     assert [s.period.at for s in report.settled] == [third], report.line()
     fresh.close()
     parts = _parallel_settlements(url, third, workers) if workers > 1 else {}
+    from ledger.application.workers import uses_sequencer
+
+    if uses_sequencer(url) and pool_sizes:
+        pools, after = [], third + timedelta(hours=16)
+        for size in pool_sizes:
+            pools.append(_scheduler_pool(url, after, size, positions))
+            after += timedelta(hours=16)
+        parts["scheduler_pool"] = pools
     return {
         "positions": positions,
         "setup_s": round(setup_s, 1),
@@ -178,3 +191,53 @@ def _parallel_settlements(url: str, after: datetime, workers: int) -> dict[str, 
         "settle_workers_warm_s": round(marks[2] - marks[1], 2),
         "workers_start_and_stop_s": round(ended - started - (marks[2] - marks[0]), 2),
     }
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU time (user + system) of a child process so far, from /proc/PID/stat (Linux)."""
+    import os
+
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _scheduler_pool(url: str, after: datetime, workers: int, positions: int) -> dict[str, Any]:
+    """Time the scheduler's funding job with a pool of `workers` shard workers at the two
+    funding times after `after`: the first in a fresh pool (each worker loads its holders),
+    the second in the running pool. A rate for each is written first by another process."""
+    from ledger.application.workers import ShardPool
+    from schedulers.jobs import Jobs
+
+    feed, scheduler = Ledger(url), Ledger(url)
+    pool = ShardPool(url, workers)
+    pool.start()
+    assert pool.sequencer is not None
+    names = [f"shard-{index}" for index in range(workers)] + ["sequencer"]
+    pids = [process.pid for process in pool.processes] + [pool.sequencer.pid]
+    clock = FixedClock(after)
+    jobs = Jobs(scheduler, clock, sweep_seconds=3600, pool=pool)
+    figures: dict[str, Any] = {"workers": workers}
+    try:
+        for label, period in (("cold", after + timedelta(hours=8)),
+                              ("warm", after + timedelta(hours=16))):
+            feed.catch_up()  # the markers the pool wrote
+            feed.handle(parse_command({"type": "funding_rate", "at": format_at(
+                period - timedelta(minutes=30)), "symbol": "BTCUSDT", "rate": "0.0001"}))
+            clock.set(period)
+            children = [_cpu_s(pid) for pid in pids]
+            started, cpu = time.perf_counter(), time.process_time()
+            report = jobs.run("funding")
+            wall, own = time.perf_counter() - started, time.process_time() - cpu
+            used = [_cpu_s(pid) - before for pid, before in zip(pids, children, strict=True)]
+            assert [s.period.at for s in report.settled] == [period], report.line()
+            assert report.settled[0].events == positions + 1, report.line()
+            figures[f"{label}_s"] = round(wall, 2)
+            figures[f"{label}_cpu_us_per_position"] = {
+                "scheduler": round(own / positions * 1e6, 1),
+                **{name: round(seconds / positions * 1e6, 1)
+                   for name, seconds in zip(names, used, strict=True)}}
+    finally:
+        pool.close()
+        feed.close()
+        scheduler.close()
+    return figures

@@ -49,11 +49,14 @@ def _time(value: str | None, option: str) -> datetime | None:
               help="Seconds between margin sweeps.")
 @click.option("--limit", type=click.IntRange(min=1), default=DEFAULT_LIMIT, show_default=True,
               help="Periods per job run (catch-up is bounded per run).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Shard worker processes that settle funding and sweeps in parts "
+                   "(PostgreSQL; docs/sharding.md).")
 @click.option("--step-delay", type=click.FloatRange(min=0), default=0.0, hidden=True,
               help="Simulated clock: seconds to pause per step (demos, fail-over tests).")
 @click.pass_context
 def scheduler(ctx: click.Context, once: bool, clock: str, start: str | None, until: str | None,
-              sweep_seconds: int, limit: int, step_delay: float) -> None:
+              sweep_seconds: int, limit: int, workers: int, step_delay: float) -> None:
     """Run the periodic jobs: funding, interest, deliveries, the margin sweep.
 
     Each job sends the ledger's own commands with ids derived from the period, catching up
@@ -72,11 +75,15 @@ def scheduler(ctx: click.Context, once: bool, clock: str, start: str | None, unt
             raise click.UsageError("--once runs on the system clock")
     elif begin is not None or end is not None:
         raise click.UsageError("--from and --until are for --clock simulated")
+    if workers > 1 and not ctx.obj["db"].startswith(("postgresql:", "postgres:",
+                                                      "postgresql+psycopg:")):
+        raise click.UsageError("--workers above 1 needs a PostgreSQL store (the shard workers "
+                               "write through its sequencer); on SQLite run one process")
     install()
     _configure_logging()
     options = Options(url=ctx.obj["db"], once=once, clock=clock, start=begin, until=end,
                       sweep_seconds=sweep_seconds, limit=limit,
-                      wait_for_lock=not once, step_delay=step_delay)
+                      wait_for_lock=not once, step_delay=step_delay, workers=workers)
     import threading
 
     stop = threading.Event()

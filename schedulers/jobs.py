@@ -19,14 +19,21 @@ is one command, saved in its own transaction; when a concurrent writer wins the
 optimistic-concurrency check the save raises `ConcurrentWriteError`, and the period is retried
 on a fresh view (the ledger's idempotency makes the retry safe: whatever the other writer
 settled is acknowledged or skipped).
+
+With a pool of shard workers (`ledger scheduler --workers N`, PostgreSQL; `ShardPool` in
+ledger/application/workers.py) a funding settlement or margin sweep is applied in parts: every
+worker settles its own accounts, worker 0 writes the period's one marker; the pool retries the
+parts on a lost race and restarts its workers when one dies. Deliveries and interest stay here.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from ledger.application.asof import PointReference
 from ledger.application.commands import idempotency_key, parse_command
@@ -38,12 +45,24 @@ from ledger.numbers import install, to_str
 from ledger.times import format_at, from_micros
 from schedulers import periods as p
 
+if TYPE_CHECKING:
+    from ledger.application.workers import ShardPool
+
 log = logging.getLogger("ledger.scheduler")
 
 JOB_KINDS = {"funding": p.FUNDING, "delivery": p.DELIVERY, "interest": p.INTEREST,
              "sweep": p.SWEEP}
 DEFAULT_LIMIT = 200  # periods per job run: ~8 days of hourly interest with their funding times
 RETRIES = 5  # attempts per period when a concurrent writer wins the save
+IN_PARTS = (p.FUNDING, p.SWEEP)  # the kinds a pool of shard workers applies in parts
+
+
+class RefusedInParts(LedgerError):
+    """A command the pool's worker 0 refused (applied whole): its code and message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code  # type: ignore[misc] # the refusal's own code, per instance
 LISTED_PER_LINE = 8  # a log line lists each period up to this many, then summarises
 
 
@@ -118,6 +137,7 @@ class Jobs:
         sweep_seconds: int = 5,
         limit: int = DEFAULT_LIMIT,
         should_stop: Callable[[], bool] = lambda: False,
+        pool: ShardPool | None = None,
     ) -> None:
         assert sweep_seconds > 0, sweep_seconds
         assert limit > 0, limit
@@ -126,6 +146,7 @@ class Jobs:
         self.sweep_seconds = sweep_seconds
         self.limit = limit
         self.should_stop = should_stop
+        self.pool = pool  # shard workers for funding and sweeps (None: this process alone)
         self.futures: list[tuple[datetime, bool]] = []  # (expiry, delivered), as of the last run
         self.analyzed = False  # table statistics refreshed once by this scheduler (issue 11)
 
@@ -230,6 +251,8 @@ class Jobs:
     def settle(self, period: p.Period) -> Settled:
         """Send the period's command; on a lost optimistic-concurrency race, forget the
         working set and send it again (the ledger acknowledges what the winner did)."""
+        if self.pool is not None and period.kind in IN_PARTS:
+            return self._settle_in_parts(period, self.pool)
         command = parse_command(period.command())
         for attempt in range(1, RETRIES + 1):
             before = self._snapshot(period)
@@ -246,6 +269,20 @@ class Jobs:
             events = (self.ledger.recorder.max_notification_id() or 0) - first_id
             return Settled(period, outcome, self._detail(period, before), events)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _settle_in_parts(self, period: p.Period, pool: ShardPool) -> Settled:
+        """Send the period's command to the pool (it retries lost races and restarts dead
+        workers itself), then bring this process's view up to what the workers wrote."""
+        from ledger.application.feed import Rejection
+
+        before = self._snapshot(period)
+        first_id = self.ledger.recorder.max_notification_id() or 0
+        outcome = pool.settle(json.dumps(period.command()))
+        self.ledger.catch_up()
+        if isinstance(outcome, Rejection):
+            raise RefusedInParts(outcome.error, outcome.message)
+        events = (self.ledger.recorder.max_notification_id() or 0) - first_id
+        return Settled(period, outcome, self._detail(period, before), events)
 
     # ------------------------------------------------------------------ log details
 

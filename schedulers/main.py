@@ -255,6 +255,7 @@ class Options:
     limit: int = DEFAULT_LIMIT
     wait_for_lock: bool = True
     step_delay: float = 0.0
+    workers: int = 1  # > 1: funding and sweeps in parts across a pool (PostgreSQL only)
 
 
 def main(options: Options, stop: threading.Event | None = None,
@@ -285,8 +286,15 @@ def _run(options: Options, lock: SchedulerLock, stop: threading.Event,
     else:
         clock = SystemClock()
     ledger = Ledger(options.url)
+    pool = None
+    if options.workers > 1:
+        from ledger.application.workers import ShardPool
+
+        pool = ShardPool(options.url, options.workers)
+        pool.start()  # before APScheduler's threads exist: the workers are forked
+        log.info("funding and sweeps in parts across %d shard workers", options.workers)
     jobs = Jobs(ledger, clock, sweep_seconds=options.sweep_seconds, limit=options.limit,
-                should_stop=stop.is_set)
+                should_stop=stop.is_set, pool=pool)
     specs = job_specs(options.sweep_seconds)
     started = time.perf_counter()
     try:
@@ -301,6 +309,8 @@ def _run(options: Options, lock: SchedulerLock, stop: threading.Event,
         else:
             outcome = run_live(jobs, specs, lock, stop)
     finally:
+        if pool is not None:
+            pool.close()
         ledger.close()
     log.info("scheduler done: %d job runs, %d with errors, %.1f s", outcome.ran,
              outcome.errors, time.perf_counter() - started)

@@ -20,6 +20,9 @@ each line (a malformed line is reported by the coordinator itself) and routes it
   applies it to its own accounts and votes, then each commits, then worker 0 writes its marker
   (`Coordinator._parallel`; docs/sharding.md says how a run stopped between parts finishes).
 
+`ShardPool` keeps such workers running for the scheduler (`ledger scheduler --workers N`), which
+sends them its funding settlements and margin sweeps, one at a time, in the same parts.
+
 The events are those one process writes (same streams, same versions, same hashes): each
 account's commands reach its one writer in feed order and a transfer has the same legs either
 way. Only the interleaving of streams in the notification log differs.
@@ -243,22 +246,19 @@ class ShardWorker:
                 elif kind == "global":
                     current = payload[0][0]
                     self.ledger.catch_up()
-                    self.apply(payload)
-                    connection.send(("synced", None))
+                    connection.send(("synced", self.apply(payload)))
                 elif kind == "catch_up":
                     self.ledger.catch_up()
                 elif kind == "part":
                     current = payload[0]
                     connection.send(("voted", self.settle_part(*payload)))
                 elif kind == "commit":
-                    self.ledger.uow.flush()
-                    connection.send(("committed", None))
+                    connection.send(("committed", self.commit_part(retry=bool(payload))))
                 elif kind == "discard":
                     self.ledger.discard()
                 elif kind == "marker":
                     current = payload[0][0]
-                    self.write_marker(*payload)
-                    connection.send(("synced", None))
+                    connection.send(("synced", self.write_marker(*payload)))
                 elif kind == "stop":
                     connection.send(("report", self.report, time.process_time()))
                     return
@@ -315,14 +315,27 @@ class ShardWorker:
             handlers.part = None
         return dict(ledger.settlement.paid) if isinstance(command, SettleFundingCmd) else {}
 
+    def commit_part(self, retry: bool) -> bool:
+        """Commit this worker's part; return False when another writer saved one of its
+        accounts first and `retry` (the scheduler's pool) says to discard it and tell the
+        coordinator, which runs the parts again (a re-run skips the accounts done)."""
+        try:
+            self.ledger.uow.flush()
+        except ConcurrentWriteError:
+            if not retry:
+                raise
+            self.ledger.discard()
+            return False
+        return True
+
     def write_marker(self, item: tuple[int, str, str | None, str], paid: dict[str, bool]
-                     ) -> None:
+                     ) -> Outcome:
         """Apply a funding settlement or sweep whose parts are committed: its period markers
         (with what the parts paid) and its idempotency key, as one process records them."""
         settlement, sweep = self.ledger.settlement, self.ledger.sweep
         settlement.parts_paid, sweep.parts_done = paid, True
         try:
-            self.apply([item])
+            return self.apply([item])[0]
         finally:
             settlement.parts_paid, sweep.parts_done = None, False
 
@@ -377,6 +390,10 @@ class ShardedReport:
     sequencer: Any = None  # the sequencer's GroupFigures (PostgreSQL), for the bench
 
 
+class PartsLost(Exception):
+    """A part of a funding settlement or sweep lost its commit to another writer."""
+
+
 class WorkerGone(Exception):
     def __init__(self, failure: WorkerFailure, report: RunReport) -> None:
         super().__init__(failure.message)
@@ -398,6 +415,7 @@ class Coordinator:
         self.processes: list[Any] = []
         self.sequencer: Any = None  # the sequencer process (PostgreSQL only)
         self.sequencer_control: Connection | None = None
+        self.retry_commit = False  # `ShardPool`: a part's lost commit is retried, not fatal
 
     # -------------------------------------------------------------- processes
 
@@ -537,27 +555,32 @@ class Coordinator:
                 segment.append(item)
         self._apply_globals(segment)
 
-    def _apply_globals(self, items: list[tuple[int, str, str | None, str]]) -> None:
+    def _apply_globals(self, items: list[tuple[int, str, str | None, str]]) -> list[Outcome]:
         """Every worker commits what it holds, worker 0 applies `items` in order and
-        commits, the others catch up before their next command."""
+        commits, the others catch up before their next command. Return their outcomes."""
         if not items:
-            return
+            return []
         for index in range(1, self.n):
             self._send(index, ("sync", None))
         for index in range(1, self.n):
             self._expect(index, "synced")
         self._send(0, ("global", items))
-        self._expect(0, "synced")
+        outcomes: list[Outcome] = self._expect(0, "synced")
         for index in range(1, self.n):
             self._send(index, ("catch_up", None))
+        return outcomes
 
-    def _parallel(self, item: tuple[int, str, str | None, str]) -> None:
+    def _parallel(self, item: tuple[int, str, str | None, str]) -> Outcome:
         """A funding settlement in parts (docs/sharding.md): every worker settles its own
         holders and votes; if every part passed, each commits its part, then worker 0 writes
         the period markers (paid: any part paid) and the command's key. A run stopped
         between commits is finished by any later run: an account paid already is skipped
         (and counts as paid), the marker is written once. A refused part: every part is
-        discarded and worker 0 applies the command whole, as one process would."""
+        discarded and worker 0 applies the command whole, as one process would. Return the
+        command's outcome (the marker's, or the whole command's).
+
+        With `retry_commit` (the scheduler's pool) a part that loses its commit to another
+        writer is discarded and `PartsLost` raised: the caller runs the parts again."""
         number, text = item[0], item[1]
         for index in range(self.n):
             self._send(index, ("part", (number, text, index, self.n)))
@@ -566,21 +589,22 @@ class Coordinator:
         if any(vote is None for vote in votes):
             for index in range(self.n):
                 self._send(index, ("discard", None))
-            self._apply_globals([item])
-            return
+            return self._apply_globals([item])[0]
         for index in range(self.n):
-            self._send(index, ("commit", None))
-        for index in range(self.n):
-            self._expect(index, "committed")
+            self._send(index, ("commit", self.retry_commit or None))
+        committed = [self._expect(index, "committed") for index in range(self.n)]
+        if not all(committed):
+            raise PartsLost(text)
         paid: dict[str, bool] = {}
         for vote in votes:
             assert vote is not None
             for symbol, part_paid in vote.items():
                 paid[symbol] = paid.get(symbol, False) or part_paid
         self._send(0, ("marker", (item, paid)))
-        self._expect(0, "synced")
+        outcome: Outcome = self._expect(0, "synced")
         for index in range(1, self.n):
             self._send(index, ("catch_up", None))
+        return outcome
 
     def _leg(self, index: int, number: int, text: str, leg: str, verdict: str = "") -> Outcome:
         self._flush(index)
@@ -662,6 +686,74 @@ class Coordinator:
                 process.join()
 
 
+# ---------------------------------------------------------------------------------- pool
+
+POOL_ATTEMPTS = 5  # runs of one command's parts: lost commits and restarts of the pool
+
+
+class ShardPool(Coordinator):
+    """Long-lived shard workers (and the sequencer) for `ledger scheduler --workers N`.
+
+    The scheduler sends each funding settlement or margin sweep due to `settle`, which applies
+    it in parts as `ledger run --workers N` does (`Coordinator._parallel`): every worker
+    settles its own accounts, then worker 0 writes the period's one marker, whose outcome (or
+    the whole command's, when a part refused it) `settle` returns. Between commands the
+    workers keep their accounts in memory; each catches up with the store before its part.
+
+    Parts are run again, up to `POOL_ATTEMPTS` times, when a part loses its commit to another
+    writer (the feed) or a worker dies (the pool is restarted: every process stopped, new ones
+    forked). A re-run is safe: an account already settled for the period is skipped, a command
+    whose key is recorded is acknowledged, the marker is written once."""
+
+    def __init__(self, url: str, workers: int) -> None:
+        if not uses_sequencer(url):
+            raise ValueError("a pool of shard workers needs PostgreSQL (its sequencer)")
+        super().__init__(url, workers)
+        self.retry_commit = True
+        self.restarts = 0
+
+    def settle(self, text: str) -> Outcome:
+        """Apply one funding settlement or margin sweep (its command line) in parts."""
+        if not self.processes:
+            self.start()
+        for attempt in range(1, POOL_ATTEMPTS + 1):
+            try:
+                return self._parallel((0, text, None, ""))
+            except PartsLost as lost:
+                if attempt == POOL_ATTEMPTS:
+                    raise ConcurrentWriteError(f"parts lost their commit {attempt} times"
+                                               ) from lost
+            except WorkerGone as gone:
+                if attempt == POOL_ATTEMPTS:
+                    if gone.failure.store:  # the scheduler's exit 2, as without workers
+                        raise StoreUnavailableError(gone.failure.message) from gone
+                    raise
+                self.restart(gone.failure.message)
+        raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
+
+    def restart(self, why: str) -> None:
+        """Stop every process of the pool and fork new ones."""
+        import logging
+
+        logging.getLogger("ledger.scheduler").warning(
+            "shard pool: %s; restarting %d workers", why, self.n)
+        self.close()
+        self.restarts += 1
+        self.start()
+
+    def close(self) -> None:
+        """Stop the workers and the sequencer (a dead one is simply joined)."""
+        if not self.processes:
+            return
+        for connection in self.connections:
+            try:
+                connection.send(("stop", None))
+            except (BrokenPipeError, OSError):
+                pass
+        self._end()
+        self.connections, self.processes, self.sequencer = [], [], None
+
+
 def uses_sequencer(url: str) -> bool:
     """Workers on PostgreSQL write through one sequencer; on SQLite each writes itself (the
     database file's write lock already orders the log)."""
@@ -679,5 +771,5 @@ def run_sharded(url: str, lines: Iterable[tuple[int, str]], workers: int,
     return report
 
 
-__all__ = ["Coordinator", "ShardedReport", "StoreUnavailableError", "WorkerFailure", "route",
-           "run_sharded"]
+__all__ = ["Coordinator", "ShardPool", "ShardedReport", "StoreUnavailableError",
+           "WorkerFailure", "route", "run_sharded"]
