@@ -22,6 +22,18 @@ so lateness within a page costs nothing; a change older than what earlier pages 
 kept in `late` and the read models recompute the rows it reaches (`at` from the change up to the
 next value of the same series), loading those account versions again when they are no longer
 cached.
+
+Start-up (issue 11, not yet by point reads). `restore` still decodes every reference event up
+to the runner's position (1.6 s CPU per 100k marks). The writer's answer
+(`ledger.application.asof.TailSeries`: heads and point look-ups over the versions ≤ a bound,
+plus an in-memory tail) fits the replay too — the bound is each stream's version at the
+position (`MAX(originator_version) … WHERE originator_id = ? AND id <= position`, a backward
+walk of the stream from its head, short when the runner is near it), and what the runner reads
+after is the tail — but two readers here use a series whole and would need a look-up of their
+own first: `late_changes` (the next value after a late change: `series.times`) and the market
+cache's spans (`_changes`: every reference time, which a cold runner would have to read or
+treat as unknown, i.e. no cache before the position). Until then a fed `TailSeries` would load
+whole on the first late change, so the swap is left for a change with its own property tests.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Each stream is brought in the first time anything asks for it (`ReferenceData`'s
 lookup at T takes the last value with `at ≤ T` and never depends on what the process happened
 to load before. A stream is rebuilt by point reads (`asof.load_for_writer`): its terms and
 periodic records whole, its prices' heads, its last event (version and hash to chain from);
-prices before a head are point look-ups, those this process records kept in memory. The reference aggregates themselves live in the unit of work's
+prices before a head are point look-ups, those this process records kept in memory. The
+reference aggregates themselves live in the unit of work's
 working set: reference commands change them there, and `record()` feeds the new events into the
 series at once.
 """
