@@ -104,3 +104,39 @@ def test_cold_writer_writes_what_a_whole_stream_writer_writes_on_postgres(
     postgres_url: str, commands: list[dict[str, Any]], data: st.DataObject
 ) -> None:
     check(postgres_url, commands, data)
+
+
+def _decoded_by_first_commands(base: str, marks: int) -> int:
+    """Events a fresh writer decodes to apply a mark and an index price after `marks`
+    per-second marks of one symbol."""
+    from datetime import timedelta
+
+    from ledger.times import format_at
+
+    def mark(second: int) -> dict[str, Any]:
+        return {"type": "mark_price", "at": format_at(P.T0 + timedelta(seconds=second)),
+                "symbol": "BTCUSDT", "price": str(30000 + second % 50)}
+
+    with P.empty_store(base) as url:
+        with P.opened(url) as app:
+            P.feed(app, [*P.MARKET, *(mark(s) for s in range(1, marks + 1))])
+        with P.opened(url) as app:
+            decode = app.mapper.to_domain_event
+            count = [0]
+
+            def counted(stored: Any) -> Any:
+                count[0] += 1
+                return decode(stored)
+
+            app.mapper.to_domain_event = counted  # type: ignore[method-assign]
+            report = P.feed(app, [mark(marks + 1), {
+                "type": "index_price", "at": format_at(P.T0 + timedelta(seconds=marks + 1)),
+                "asset": "BTC", "price": "30001"}])
+            assert not report.rejected
+            return count[0]
+
+
+def test_cold_writer_reads_no_whole_price_stream(sqlite_url: str) -> None:
+    short = _decoded_by_first_commands(sqlite_url, 40)
+    assert _decoded_by_first_commands(sqlite_url, 800) == short
+    assert short < 40
