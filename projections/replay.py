@@ -22,6 +22,18 @@ so lateness within a page costs nothing; a change older than what earlier pages 
 kept in `late` and the read models recompute the rows it reaches (`at` from the change up to the
 next value of the same series), loading those account versions again when they are no longer
 cached.
+
+Start-up (issue 11, not yet by point reads). `restore` still decodes every reference event up
+to the runner's position (1.6 s CPU per 100k marks). The writer's answer
+(`ledger.application.asof.TailSeries`: heads and point look-ups over the versions ≤ a bound,
+plus an in-memory tail) fits the replay too — the bound is each stream's version at the
+position (`MAX(originator_version) … WHERE originator_id = ? AND id <= position`, a backward
+walk of the stream from its head, short when the runner is near it), and what the runner reads
+after is the tail — but two readers here use a series whole and would need a look-up of their
+own first: `late_changes` (the next value after a late change: `series.times`) and the market
+cache's spans (`_changes`: every reference time, which a cold runner would have to read or
+treat as unknown, i.e. no cache before the position). Until then a fed `TailSeries` would load
+whole on the first late change, so the swap is left for a change with its own property tests.
 """
 
 from __future__ import annotations
@@ -51,6 +63,7 @@ from ledger.times import to_micros
 ACCOUNT_CACHE = 20_000
 SNAPSHOT_CACHE = 50_000
 MARKET_CACHE = 10_000
+CHANGES_KEPT = 65_536  # reference-change times kept for the market cache's spans (512 KiB)
 
 
 def reference_topics() -> tuple[str, ...]:
@@ -201,7 +214,11 @@ class Replay:
         self._snapshots: OrderedDict[tuple[UUID, int], rules.AccountSnapshot] = OrderedDict()
         # Markets by what they price and the span between two reference changes they fall in
         # (`market`); emptied whenever reference data arrives.
-        self._changes = array("q")  # `at` (micros) of every reference event, sorted
+        # `at` (micros) of the reference events later than `_changes_floor`, sorted: the
+        # spans the market cache keys on. Bounded (`CHANGES_KEPT`): older times are dropped
+        # and a look-up at or before the floor is not cached (`market`).
+        self._changes = array("q")
+        self._changes_floor: int | None = None
         self._markets: dict[tuple[frozenset[str], frozenset[str], int], rules.Market] = {}
 
     # ------------------------------------------------------------------ feeding
@@ -258,7 +275,7 @@ class Replay:
             self.reference.settings.observe(event)
             series = self.reference.settings.portfolio
         micros = to_micros(event.at)
-        insort(self._changes, micros)
+        self._note_change(micros)
         self._markets.clear()
         if series is not None and self.committed_until is not None \
                 and micros <= self.committed_until:
@@ -320,7 +337,12 @@ class Replay:
         """
         symbols = frozenset([p.symbol for p in snapshot.positions]).union(snapshot.orders)
         assets = frozenset(snapshot.balances).union(snapshot.spot_in_use)
-        key = (assets, symbols, bisect_right(self._changes, to_micros(at)))
+        micros = to_micros(at)
+        if self._changes_floor is not None and micros <= self._changes_floor:
+            # Before the kept spans: the changes that split this time are forgotten, so
+            # the span is unknown; build the market without the cache.
+            return self.reference.market(at, assets, symbols)
+        key = (assets, symbols, bisect_right(self._changes, micros))
         found = self._markets.get(key)
         if found is None:
             if len(self._markets) >= MARKET_CACHE:
@@ -330,6 +352,25 @@ class Replay:
         elif found.at != at:
             found = replace(found, at=at)
         return found
+
+    def _note_change(self, micros: int) -> None:
+        """Keep the time of a reference change for the market cache's spans, bounded.
+
+        Invariant: `_changes` holds the time of every change later than `_changes_floor`
+        (all of them while it is None), so between two kept neighbours, or between the floor
+        and the first kept one, no change was forgotten and a span's market is one value.
+        When the array passes twice `CHANGES_KEPT`, the oldest times are dropped (with every
+        equal time, so the invariant holds) and the floor moves up to the last dropped; a
+        late change at or before the floor is not kept (it falls in the uncached region).
+        The market cache is emptied on every change, so indices never outlive a trim.
+        """
+        if self._changes_floor is not None and micros <= self._changes_floor:
+            return
+        insort(self._changes, micros)
+        if len(self._changes) > 2 * CHANGES_KEPT:
+            cut = bisect_right(self._changes, self._changes[-CHANGES_KEPT - 1])
+            self._changes_floor = self._changes[cut - 1]
+            del self._changes[:cut]
 
     def last_steps(self) -> Iterator[Step]:
         """Yield the last step of each account touched in the page."""

@@ -30,6 +30,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar, cast
 from uuid import UUID
@@ -136,21 +137,36 @@ class StreamReads:
         return self._select(stream, "IN (SELECT version FROM ledger_event_index"
                                     f" WHERE stream_id = ? AND kind IN ({marks}))", kinds)
 
-    def last(self, stream: UUID, kind: str, at_micros: int) -> Any | None:
-        """The event of this type in force at `at_micros`: the last with at ≤ it."""
+    def last(self, stream: UUID, kind: str, at_micros: int,
+             upto: int = 2 ** 62) -> Any | None:
+        """The event of this type in force at `at_micros`: the last with at ≤ it (among the
+        stream's versions ≤ `upto`)."""
         found = self._select(stream, "= (SELECT version FROM ledger_event_index"
                                      " WHERE stream_id = ? AND kind = ? AND at_micros <= ?"
+                                     " AND version <= ?"
                                      " ORDER BY at_micros DESC, version DESC LIMIT 1)",
-                             (kind, at_micros))
+                             (kind, at_micros, upto))
         return found[0] if found else None
 
-    def between(self, stream: UUID, kind: str, lo: int, hi: int) -> list[Any]:
-        """The events of this type with lo < at ≤ hi, by (at, version)."""
+    def between(self, stream: UUID, kind: str, lo: int, hi: int,
+                upto: int = 2 ** 62) -> list[Any]:
+        """The events of this type with lo < at ≤ hi, by (at, version) (among the stream's
+        versions ≤ `upto`)."""
         found = self._select(stream, "IN (SELECT version FROM ledger_event_index"
                                      " WHERE stream_id = ? AND kind = ? AND at_micros > ?"
-                                     " AND at_micros <= ?)", (kind, lo, hi))
+                                     " AND at_micros <= ? AND version <= ?)",
+                             (kind, lo, hi, upto))
         found.sort(key=lambda e: (to_micros(e.at), e.originator_version))
         return found
+
+    def head(self, stream: UUID) -> Any | None:
+        """The stream's last event (its version and hash), None when it has none."""
+        index = self.index
+        key = index._stream_key(stream)  # noqa: SLF001
+        rows = index._rows(index._sql(  # noqa: SLF001
+            f"SELECT originator_id, originator_version, topic, state FROM {self.table}"
+            " WHERE originator_id = ? ORDER BY originator_version DESC LIMIT 1"), (key,))
+        return self._decode(rows)[0] if rows else None
 
     def exists(self, stream: UUID, kind: str) -> bool:
         index = self.index
@@ -362,3 +378,179 @@ def point_reads(ledger: Any) -> Iterator[None]:
     (`PointReference`); nested blocks share the outer one's."""
     with ledger.refs.reading(lambda: cast(ReferenceData, PointReference(ledger))):
         yield
+
+
+# ---------------------------------------------------------------------- the writer's series
+
+MAX_MICROS = 2 ** 63 - 1
+POINTS_KEPT = 10_000  # point answers cached per series before the cache is emptied
+
+
+class TailSeries(Series[T]):
+    """A price series for the writer: the store's part by point look-ups, plus a tail in
+    memory of what this process appended since it looked (issue 11: a cold writer never reads
+    a whole price stream).
+
+    At load the stream's *head* of this type is read (the last by (at, version)) and the
+    stream's version then (`loaded`). A look-up at T at or after the head's `at` — what a live
+    feed asks — needs no query; an earlier T is one point look-up (cached). The tail holds
+    the values appended since, sorted by `at` (stable: a late one after those of equal `at`);
+    it is newer than every stored value of the look-up, so on equal `at` it wins, as in a
+    whole `Series` (sorted by (at, version)). Once written, the tail's events are in the store
+    too: a window read keeps only stored versions ≤ `loaded` (the rest is the tail)."""
+
+    def __init__(self, reads: StreamReads, stream: UUID, kind: str,
+                 value: Callable[[Any], T], head: Any | None, loaded: int) -> None:
+        self._reads, self._stream, self._kind, self._value = reads, stream, kind, value
+        self._head = None if head is None else (to_micros(head.at), value(head))
+        self._loaded = loaded
+        self._points: dict[int, tuple[int, T] | None] = {}
+        self._window: tuple[int, int, list[tuple[int, T]]] | None = None
+        self._tail_times: list[int] = []
+        self._tail_values: list[T] = []
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("times", "values"):  # nothing on the write path asks; kept exact
+            pairs = self._stored(-(2 ** 63), MAX_MICROS) if self._head is not None else []
+            merged = _merge(pairs, list(zip(self._tail_times, self._tail_values, strict=True)))
+            return [m for m, _ in merged] if name == "times" else [v for _, v in merged]
+        raise AttributeError(name)
+
+    def append(self, at: datetime, value: T) -> None:
+        micros = to_micros(at)
+        index = bisect_right(self._tail_times, micros)
+        self._tail_times.insert(index, micros)
+        self._tail_values.insert(index, value)
+
+    def _stored_at(self, micros: int) -> tuple[int, T] | None:
+        head = self._head
+        if head is None or micros >= head[0]:
+            return head
+        if micros not in self._points:
+            if len(self._points) >= POINTS_KEPT:
+                self._points.clear()
+            event = self._reads.last(self._stream, self._kind, micros, self._loaded)
+            self._points[micros] = (None if event is None
+                                    else (to_micros(event.at), self._value(event)))
+        return self._points[micros]
+
+    def at(self, moment: datetime) -> T | None:
+        micros = to_micros(moment)
+        stored = self._stored_at(micros)
+        index = bisect_right(self._tail_times, micros)
+        if index and (stored is None or self._tail_times[index - 1] >= stored[0]):
+            return self._tail_values[index - 1]
+        return None if stored is None else stored[1]
+
+    def _stored(self, lo: int, hi: int) -> list[tuple[int, T]]:
+        """The stored values (versions ≤ `loaded`) with lo < at ≤ hi, by (at, version)."""
+        events = self._reads.between(self._stream, self._kind, lo, hi, self._loaded)
+        return [(to_micros(e.at), self._value(e)) for e in events]
+
+    def between(self, start: datetime, end: datetime) -> list[tuple[int, T]]:
+        lo, hi = to_micros(start), to_micros(end)
+        head = self._head
+        if head is None or lo >= head[0]:
+            stored: list[tuple[int, T]] = []
+        else:
+            window = self._window
+            if window is None or not (window[0] <= lo and hi <= window[1]):
+                window = (lo, hi, self._stored(lo, hi))
+                self._window = window
+            stored = [p for p in window[2] if lo < p[0] <= hi]
+        first = bisect_right(self._tail_times, lo)
+        last = bisect_right(self._tail_times, hi)
+        tail = list(zip(self._tail_times[first:last], self._tail_values[first:last],
+                        strict=True))
+        return _merge(stored, tail)
+
+    def __bool__(self) -> bool:
+        return self._head is not None or bool(self._tail_times)
+
+
+def _merge(stored: list[tuple[int, T]], tail: list[tuple[int, T]]) -> list[tuple[int, T]]:
+    """Both sorted by `at`; the tail after the stored values of equal `at` (newer)."""
+    if not tail:
+        return stored
+    out: list[tuple[int, T]] = []
+    i = 0
+    for pair in tail:
+        while i < len(stored) and stored[i][0] <= pair[0]:
+            out.append(stored[i])
+            i += 1
+        out.append(pair)
+    out.extend(stored[i:])
+    return out
+
+
+PRICE_KINDS = {"asset": ("IndexPriceSet",),
+               "instrument": ("MarkPriceSet", "FundingRateSet", "MarkIvSet")}
+EVERY_KIND = {"asset": ASSET_TERMS + PRICE_KINDS["asset"],
+              "instrument": INSTRUMENT_TERMS + PRICE_KINDS["instrument"]
+              + ("FundingPeriodSettled",),
+              "settings": SETTINGS_TERMS}
+
+
+@dataclass
+class Loaded:
+    """A reference stream brought in for the writer without its prices: the aggregate (to
+    append: version, chain hash, last `at`, settled periods, delivered) and its series."""
+
+    aggregate: Any
+    history: Any  # TailAssetHistory | TailInstrumentHistory | the settings' terms events
+    terms: list[Any]
+
+
+def load_for_writer(app: Any, stream: UUID, kind: str) -> Loaded | None:
+    """Rebuild a reference aggregate and its series by point reads (None: no such stream,
+    or a legacy stream whose head holds no hash: the caller reads it whole).
+
+    - the *terms* and periodic records (listing, configurations, deliveries, settled funding
+      periods): every one, few whatever the history's length; the listing event creates the
+      aggregate and the periodic records evolve it (`settled_periods`, `delivered`);
+    - the last event of each type (one query): the price heads of the series and, over all
+      of them, the stream's last `at` (the greatest: periodic records are posted at the
+      stream's last `at` when late, so the greatest `at` is that of a type's last);
+    - the stream's last event: its version and hash, which the next event chains from.
+    """
+    reads = StreamReads(app)
+    head = reads.head(stream)
+    if head is None or head.hash is None:
+        return None
+    wanted = EVERY_KIND[kind]
+    records = (*_TERMS[kind], *(("FundingPeriodSettled",) if kind == "instrument" else ()))
+    events = reads.of_streams([(stream, records)])[stream]
+    if not events or events[0].originator_version != 1:
+        return None
+    lasts = reads.lasts([(stream, k, MAX_MICROS) for k in wanted])
+    aggregate = events[0].mutate(None)
+    for event in events[1:]:
+        event.evolve(aggregate)
+    aggregate.version = head.originator_version
+    aggregate.modified_on = head.timestamp
+    aggregate.last_at = max([head.at, *(e.at for e in lasts.values())])
+    aggregate.last_hash = head.hash
+    loaded = head.originator_version
+
+    def series(price: str, value: Callable[[Any], Any]) -> TailSeries[Any]:
+        return TailSeries(reads, stream, price, value,
+                          lasts.get((stream, price, MAX_MICROS)), loaded)
+
+    terms = [e for e in events if type(e).__name__ != "FundingPeriodSettled"]
+    history: Any
+    if kind == "asset":
+        history = AssetHistory(index=series("IndexPriceSet", lambda e: e.price))
+    elif kind == "instrument":
+        history = InstrumentHistory(
+            marks=series("MarkPriceSet", lambda e: e.price),
+            rates=series("FundingRateSet", lambda e: e.rate),
+            ivs=series("MarkIvSet", lambda e: e.iv))
+        for event in events:
+            if type(event).__name__ == "FundingPeriodSettled":
+                history.observe(event)
+    else:
+        history = None
+    for event in terms:
+        if history is not None:
+            history.observe(event)
+    return Loaded(aggregate, history, terms)

@@ -1,8 +1,11 @@
 """The reader of reference data in force at T: assets, instruments, settings and their prices.
 
-Each stream is loaded whole the first time anything asks for it (`ReferenceData`'s loader), into
-time series, so a lookup at T takes the last value with `at ≤ T` and never depends on what the
-process happened to load before. The reference aggregates themselves live in the unit of work's
+Each stream is brought in the first time anything asks for it (`ReferenceData`'s loader), so a
+lookup at T takes the last value with `at ≤ T` and never depends on what the process happened
+to load before. A stream is rebuilt by point reads (`asof.load_for_writer`): its terms and
+periodic records whole, its prices' heads, its last event (version and hash to chain from);
+prices before a head are point look-ups, those this process records kept in memory. The
+reference aggregates themselves live in the unit of work's
 working set: reference commands change them there, and `record()` feeds the new events into the
 series at once.
 """
@@ -12,9 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
+from ledger.application.asof import load_for_writer
 from ledger.application.reference import (
     AssetHistory,
     InstrumentHistory,
@@ -31,6 +35,10 @@ from ledger.rules.terms import AssetTerms, InstrumentTerms
 
 T = TypeVar("T")
 SETTINGS = "portfolio_margin"  # the name of the one settings stream
+# Streams are rebuilt by point reads (`asof.load_for_writer`): never a whole price stream
+# (issue 11). False: read whole, as before (what tests/application/test_cold_writer.py
+# compares with).
+POINT_LOADS = True
 
 
 class ReferenceReader:
@@ -39,6 +47,7 @@ class ReferenceReader:
     def __init__(self, uow: UnitOfWork) -> None:
         self.uow = uow
         self._from_store = True
+        self.point_loads = POINT_LOADS
         self.recorded: list[Callable[[datetime], None]] = []  # told the `at` of each record
         self._looked_up: set[tuple[str, str]] = set()  # (kind, name) asked for
         self._missing: set[UUID] = set()  # streams asked for that the store did not hold
@@ -102,6 +111,19 @@ class ReferenceReader:
         self._missing.add(aggregate_id)  # until found: a lookup while loading finds nothing
         if name not in self.uow.stream_names(kind):
             return None
+        if self.point_loads:
+            loaded = load_for_writer(self.uow.app, aggregate_id, kind)
+            if loaded is not None:
+                if kind == "asset":
+                    dict.__setitem__(self.data.assets, name, loaded.history)
+                elif kind == "instrument":
+                    dict.__setitem__(self.data.instruments, name, loaded.history)
+                else:
+                    for event in loaded.terms:
+                        self.data.settings_series.observe(event)
+                self._missing.discard(aggregate_id)
+                refs[aggregate_id] = loaded.aggregate
+                return cast(Reference, loaded.aggregate)
         events = list(self.uow.app.events.get(aggregate_id))
         if not events:
             return None
