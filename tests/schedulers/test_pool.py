@@ -45,7 +45,7 @@ from schedulers.cli import standalone
 from schedulers.main import Options, main
 
 sys.path.insert(0, str(Path(__file__).parents[1]))  # tests/: the shard tests' plumbing
-from shards.support import databases, dump  # noqa: E402
+from shards.support import child_processes, databases, dump  # noqa: E402
 
 pytestmark = pytest.mark.postgres
 NAMES = ("alice", "bob", "carol", "dave", "erin")
@@ -179,22 +179,6 @@ def test_a_part_that_loses_its_commit_to_the_feed_is_run_again(postgres_url: str
         assert dump(raced) == dump(single)
 
 
-def _children(pid: int) -> dict[int, str]:
-    """{pid: name} of the processes whose parent is `pid` (Linux /proc)."""
-    found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            name = Path(f"/proc/{entry}/comm").read_text().strip()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found[int(entry)] = name
-    return found
-
-
 def test_a_worker_killed_in_a_running_scheduler_is_replaced(postgres_url: str,
                                                              tmp_path: Path) -> None:
     with databases(postgres_url, 2) as (killed, single):
@@ -212,7 +196,7 @@ def test_a_worker_killed_in_a_running_scheduler_is_replaced(postgres_url: str,
                 victim = None
                 for _ in range(1200):  # polling /proc and the log, not ordering events
                     settled = log.read_text().count(" settled ")
-                    found = [pid for pid, name in _children(process.pid).items()
+                    found = [pid for pid, name in child_processes(process.pid).items()
                              if name == "ledger-shard-1"]
                     if settled >= 6 and found:
                         victim = found[0]

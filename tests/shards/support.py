@@ -122,3 +122,19 @@ def dump(url: str) -> dict[str, Any]:
     for kind, name, version, event_kind, at in rows:
         streams.setdefault(f"{kind}:{name}", []).append([int(version), event_kind, int(at)])
     return {"events": events, "state": state, "streams": streams}
+
+
+def child_processes(pid: int) -> dict[int, str]:
+    """{pid: name} of the processes whose parent is `pid` (Linux /proc)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            name = Path(f"/proc/{entry}/comm").read_text().strip()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found[int(entry)] = name
+    return found

@@ -20,23 +20,7 @@ from ledger.application.feed import read_lines, run_feed
 from ledger.application.service import Ledger
 
 from . import feeds
-from .support import databases, dump, ledger_bin
-
-
-def _children(pid: int) -> dict[int, str]:
-    """{pid: name} of the processes whose parent is `pid` (Linux /proc)."""
-    found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            name = Path(f"/proc/{entry}/comm").read_text().strip()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found[int(entry)] = name
-    return found
+from .support import child_processes, databases, dump, ledger_bin
 
 
 def test_killed_coordinator_leaves_no_process_behind(postgres_url: str,
@@ -50,7 +34,7 @@ def test_killed_coordinator_leaves_no_process_behind(postgres_url: str,
                                stderr=subprocess.DEVNULL)
         children: dict[int, str] = {}
         while len(children) < 3 and run.poll() is None:  # the sequencer and two workers
-            children = _children(run.pid)
+            children = child_processes(run.pid)
             time.sleep(0.02)
         assert sorted(children.values()) == ["ledger-sequence", "ledger-shard-0",
                                              "ledger-shard-1"]
@@ -94,7 +78,7 @@ def test_killed_sequencer_or_worker_then_rerun_gives_one_process_store(
                                    text=True)
             target = None
             while target is None and run.poll() is None:  # the processes start (imports)
-                found = [p for p, name in _children(run.pid).items() if name == victim[:15]]
+                found = [p for p, name in child_processes(run.pid).items() if name == victim[:15]]
                 target = found[0] if found else None
                 time.sleep(0.02)
             time.sleep(rng.uniform(0.1, 1.5))  # the first run lasts ~5 s past start-up
