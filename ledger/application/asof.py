@@ -311,7 +311,7 @@ class PointReference(ReferenceData):
         if not todo:
             return
         self._seen.update(todo)
-        streams = [(_stream_id(kind, name), _TERMS[kind]) for kind, name in todo]
+        streams = [(reference_stream_id(kind, name), _TERMS[kind]) for kind, name in todo]
         found = self._reads.of_streams(streams)
         reads = self._reads
         for (kind, name), (stream, _) in zip(todo, streams, strict=True):
@@ -364,7 +364,8 @@ class PointReference(ReferenceData):
 _TERMS = {"asset": ASSET_TERMS, "instrument": INSTRUMENT_TERMS, "settings": SETTINGS_TERMS}
 
 
-def _stream_id(kind: str, name: str) -> UUID:
+def reference_stream_id(kind: str, name: str) -> UUID:
+    """The id of the reference stream of `kind` (asset, instrument, settings) named `name`."""
     if kind == "asset":
         return asset_id(name)
     if kind == "instrument":

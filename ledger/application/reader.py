@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, TypeVar, cast
 from uuid import UUID
 
-from ledger.application.asof import load_for_writer
+from ledger.application.asof import load_for_writer, reference_stream_id
 from ledger.application.reference import (
     AssetHistory,
     InstrumentHistory,
@@ -100,7 +100,7 @@ class ReferenceReader:
         if (kind, name) in self._looked_up:
             return
         self._looked_up.add((kind, name))
-        self._load(_stream_id(kind, name), kind, name)
+        self._load(reference_stream_id(kind, name), kind, name)
 
     def _load(self, aggregate_id: UUID, kind: str, name: str) -> Reference | None:
         refs = self.uow.refs
@@ -210,14 +210,6 @@ class ReferenceReader:
 def _kind(aggregate: Reference) -> str:
     return ("asset" if isinstance(aggregate, Asset) else
             "instrument" if isinstance(aggregate, Instrument) else "settings")
-
-
-def _stream_id(kind: str, name: str) -> UUID:
-    if kind == "asset":
-        return asset_id(name)
-    if kind == "instrument":
-        return instrument_id(name)
-    return portfolio_settings_id()
 
 
 def _in_force(series: Series[T] | None, at: datetime | None) -> T | None:
