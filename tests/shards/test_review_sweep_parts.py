@@ -54,23 +54,29 @@ def _calls(state: dict[str, Any]) -> Counter[tuple[str, str]]:
                    for e in history if e["type"] in ("MarginCallIssued", "LiquidationTriggered"))
 
 
-def test_second_sweep_in_parts_does_not_call_again(tmp_path: Path) -> None:
-    assert shard_of("thin0", 2) == 1  # owned by worker 1, not worker 0
+def _one_process_and_two_workers(tmp_path: Path, lines: list[str]
+                                 ) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
+    """Run `lines` through one process and through `run --workers 2` (which must exit 0);
+    return the one process's rejections and both stores' dumps."""
     path = tmp_path / "feed.jsonl"
-    path.write_text("".join(line + "\n" for line in _feed()))
+    path.write_text("".join(line + "\n" for line in lines))
     single, workers = (f"sqlite:///{tmp_path / name}" for name in ("one.db", "two.db"))
     ledger = Ledger(single)
     try:
         report = run_feed(ledger, ((n, t.removesuffix("\n")) for n, t in read_lines(str(path))))
     finally:
         ledger.close()
-    assert not report.rejected
-    expected = dump(single)
-    assert _calls(expected) == Counter({("thin0", "MarginCallIssued"): 1,
-                                        ("thin0", "LiquidationTriggered"): 1})
     run = cli(workers, "run", "--workers", "2", str(path))
     assert run.returncode == 0, run.stderr
-    got = dump(workers)
+    return list(report.rejected), dump(single), dump(workers)
+
+
+def test_second_sweep_in_parts_does_not_call_again(tmp_path: Path) -> None:
+    assert shard_of("thin0", 2) == 1  # owned by worker 1, not worker 0
+    rejected, expected, got = _one_process_and_two_workers(tmp_path, _feed())
+    assert not rejected
+    assert _calls(expected) == Counter({("thin0", "MarginCallIssued"): 1,
+                                        ("thin0", "LiquidationTriggered"): 1})
     assert _calls(got) == _calls(expected)
     assert got == expected
 
@@ -85,20 +91,9 @@ def test_a_repeated_sweep_in_parts_is_acknowledged_without_events(tmp_path: Path
         _line(t0, type="mark_price", symbol="BTCUSDT", price="52700"),
         _line(t0, type="check_margin"),  # a repeat: acknowledged, no event
     ]
-    path = tmp_path / "feed.jsonl"
-    path.write_text("".join(line + "\n" for line in lines))
-    single, workers = (f"sqlite:///{tmp_path / name}" for name in ("one.db", "two.db"))
-    ledger = Ledger(single)
-    try:
-        report = run_feed(ledger, ((n, t.removesuffix("\n")) for n, t in read_lines(str(path))))
-    finally:
-        ledger.close()
-    assert not report.rejected
-    expected = dump(single)
+    rejected, expected, got = _one_process_and_two_workers(tmp_path, lines)
+    assert not rejected
     assert _calls(expected) == Counter()
-    run = cli(workers, "run", "--workers", "2", str(path))
-    assert run.returncode == 0, run.stderr
-    got = dump(workers)
     assert _calls(got) == _calls(expected)
     assert got == expected
 
@@ -118,19 +113,8 @@ def test_a_repeated_funding_settlement_in_parts_pays_nothing(tmp_path: Path) -> 
               qty="1", price="60000"),
         _line(t, type="settle_funding"),  # a repeat: acknowledged, nothing paid
     ]
-    path = tmp_path / "feed.jsonl"
-    path.write_text("".join(line + "\n" for line in lines))
-    single, workers = (f"sqlite:///{tmp_path / name}" for name in ("one.db", "two.db"))
-    ledger = Ledger(single)
-    try:
-        report = run_feed(ledger, ((n, t.removesuffix("\n")) for n, t in read_lines(str(path))))
-    finally:
-        ledger.close()
-    assert not report.rejected, report.rejected
-    expected = dump(single)
-    run = cli(workers, "run", "--workers", "2", str(path))
-    assert run.returncode == 0, run.stderr
-    got = dump(workers)
+    rejected, expected, got = _one_process_and_two_workers(tmp_path, lines)
+    assert not rejected, rejected
     funding = [e for e in got["events"]["thin0"] if e["type"] == "FundingSettled"]
     assert funding == [e for e in expected["events"]["thin0"] if e["type"] == "FundingSettled"]
     assert got == expected
